@@ -35,8 +35,8 @@ var (
 	// ErrInvalidKey: the key is not acceptable (see ValidateKey). Nothing was
 	// read or written.
 	ErrInvalidKey = errors.New("invalid key")
-	// ErrInvalidRange: GetRange was asked for a negative offset or length, or
-	// an offset past the end of the object.
+	// ErrInvalidRange: GetRange was asked for a negative offset, or an offset
+	// past the end of the object.
 	ErrInvalidRange = errors.New("invalid range")
 )
 
@@ -139,6 +139,10 @@ func IsPrecondition(err error) bool { return errors.Is(err, ErrPrecondition) }
 // MaxKeyLen bounds key length; S3 allows 1024 bytes.
 const MaxKeyLen = 1024
 
+// Keys form a tree, as paths do: a key may not also be a prefix of other
+// keys followed by '/' ("a" and "a/b" cannot both exist). The file backend
+// cannot store both, and S3-compatible stores disagree on how to list them.
+//
 // ValidateKey checks that key is a relative, clean, slash-separated path: not
 // empty, at most MaxKeyLen bytes, no leading or trailing '/', no empty, "." or
 // ".." segments, no NUL or backslash, and valid UTF-8. A key that passes can
