@@ -1,0 +1,559 @@
+// Package stream provides topics and partitions on top of the commit log:
+// the streams state machine (an Owner of the log) and the Service every
+// front door (HTTP, CLI, Kafka) calls.
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/records"
+)
+
+// Options configure a Service.
+type Options struct {
+	Log commitlog.Options
+	// MaxBatchBytes bounds the record bytes of one produce call. Default 8 MiB.
+	MaxBatchBytes int
+	// CacheBytes bounds the cache of blobs read from the bucket. Default 256 MiB.
+	CacheBytes int64
+	// Owners are further state machines sharing the log (consumer groups...).
+	Owners []commitlog.Owner
+}
+
+// Service is one agent's view of the streams in a bucket. It is safe for
+// concurrent use.
+type Service struct {
+	log   *commitlog.Log
+	st    *state
+	opts  Options
+	cache *blobCache
+	rr    atomic.Uint32
+}
+
+// Open opens (or creates) the streams in bucket b.
+func Open(ctx context.Context, b bucket.Bucket, opts Options) (*Service, error) {
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 8 << 20
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 256 << 20
+	}
+	st := newState()
+	owners := append([]commitlog.Owner{st}, opts.Owners...)
+	l, err := commitlog.Open(ctx, b, owners, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{log: l, st: st, opts: opts, cache: newBlobCache(opts.CacheBytes)}, nil
+}
+
+// Close stops the agent's log.
+func (s *Service) Close() error { return s.log.Close() }
+
+// Log exposes the commit log (stats, sync, leases).
+func (s *Service) Log() *commitlog.Log { return s.log }
+
+// propose commits entries and returns the first entry's result as an error
+// when it is one.
+func (s *Service) propose(ctx context.Context, entries ...commitlog.Entry) ([]any, error) {
+	_, res, err := s.log.Propose(ctx, entries...)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range res {
+		if err, ok := r.(error); ok {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// CreateTopic creates a topic. Unset retention fields mean "forever".
+func (s *Service) CreateTopic(ctx context.Context, cfg TopicConfig) error {
+	if cfg.RetentionMs == 0 {
+		cfg.RetentionMs = -1
+	}
+	if cfg.RetentionBytes == 0 {
+		cfg.RetentionBytes = -1
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(createEntry{TopicConfig: cfg, CreatedMs: time.Now().UnixMilli()})
+	_, err := s.propose(ctx, commitlog.Entry{Type: TypeCreateTopic, Data: data})
+	return err
+}
+
+// DeleteTopic deletes a topic and (through retention of its data) its
+// records.
+func (s *Service) DeleteTopic(ctx context.Context, name string) error {
+	if err := ValidateTopicName(name); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(name)
+	_, err := s.propose(ctx, commitlog.Entry{Type: TypeDeleteTopic, Data: data})
+	return err
+}
+
+// AlterTopic grows the partition count (when partitions > 0) and/or changes
+// retention (when the pointers are set).
+func (s *Service) AlterTopic(ctx context.Context, name string, partitions int32, retentionMs, retentionBytes *int64) error {
+	if err := ValidateTopicName(name); err != nil {
+		return err
+	}
+	typ := TypeAlterTopic
+	if partitions != 0 && retentionMs == nil && retentionBytes == nil {
+		typ = TypeAddPartitions
+	}
+	data, _ := json.Marshal(alterEntry{Name: name, Partitions: partitions, RetentionMs: retentionMs, RetentionBytes: retentionBytes})
+	_, err := s.propose(ctx, commitlog.Entry{Type: typ, Data: data})
+	return err
+}
+
+// PartitionInfo describes a partition.
+type PartitionInfo struct {
+	Partition int32 `json:"partition"`
+	Start     int64 `json:"start_offset"`
+	End       int64 `json:"end_offset"`
+	Bytes     int64 `json:"bytes"`
+}
+
+// TopicInfo describes a topic.
+type TopicInfo struct {
+	TopicConfig
+	CreatedMs      int64           `json:"created_ms"`
+	PartitionsInfo []PartitionInfo `json:"partition_info,omitempty"`
+}
+
+func (t *topic) info(withPartitions bool) TopicInfo {
+	ti := TopicInfo{TopicConfig: t.Config, CreatedMs: t.CreatedMs}
+	if withPartitions {
+		for i, p := range t.Partitions {
+			ti.PartitionsInfo = append(ti.PartitionsInfo, PartitionInfo{Partition: int32(i), Start: p.Start, End: p.End, Bytes: p.Bytes})
+		}
+	}
+	return ti
+}
+
+// Topics lists topics in name order, as this agent knows them now.
+func (s *Service) Topics() []TopicInfo {
+	var out []TopicInfo
+	s.log.View(func() {
+		for _, t := range s.st.topics {
+			out = append(out, t.info(false))
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Topic describes one topic with its partitions.
+func (s *Service) Topic(name string) (TopicInfo, error) {
+	var ti TopicInfo
+	var ok bool
+	s.log.View(func() {
+		var t *topic
+		if t, ok = s.st.topics[name]; ok {
+			ti = t.info(true)
+		}
+	})
+	if !ok {
+		return ti, fmt.Errorf("%w: %s", ErrUnknownTopic, name)
+	}
+	return ti, nil
+}
+
+// Sync catches up with commits other agents made, so that a following read
+// sees everything committed before the call.
+func (s *Service) Sync(ctx context.Context) error { return s.log.Sync(ctx) }
+
+// Partitions returns the partition count of a topic.
+func (s *Service) Partitions(name string) (int32, error) {
+	var n int32
+	var ok bool
+	s.log.View(func() {
+		var t *topic
+		if t, ok = s.st.topics[name]; ok {
+			n = int32(len(t.Partitions))
+		}
+	})
+	if !ok {
+		return 0, fmt.Errorf("%w: %s", ErrUnknownTopic, name)
+	}
+	return n, nil
+}
+
+// PickPartition chooses a partition for a record: murmur2 of the key as
+// Kafka's default partitioner does, or round robin without a key.
+func (s *Service) PickPartition(key []byte, partitions int32) int32 {
+	if key == nil {
+		return int32(s.rr.Add(1) % uint32(partitions))
+	}
+	return KafkaPartition(key, partitions)
+}
+
+// Batch is records for one partition.
+type Batch struct {
+	Partition int32
+	// Records to encode, or Raw: v2 record batches as a Kafka producer sent
+	// them (validated here; offsets are assigned on commit).
+	Records []records.Record
+	Raw     []byte
+}
+
+// ProduceError reports which batch of a Produce call failed.
+type ProduceError struct {
+	Partition int32
+	Err       error
+}
+
+func (e *ProduceError) Error() string { return fmt.Sprintf("partition %d: %v", e.Partition, e.Err) }
+func (e *ProduceError) Unwrap() error { return e.Err }
+
+// Produce appends batches to a topic in one commit and returns each batch's
+// base offset once the commit is durable. Either every batch is appended or,
+// on a validation error, none; if the topic changes concurrently (deleted,
+// say) individual batches may fail, reported in errs.
+func (s *Service) Produce(ctx context.Context, topicName string, batches []Batch) (bases []int64, errs []error, err error) {
+	now := time.Now().UnixMilli()
+	n, err := s.Partitions(topicName)
+	if err != nil {
+		return nil, nil, err
+	}
+	entries := make([]commitlog.Entry, 0, len(batches))
+	total := 0
+	for _, b := range batches {
+		if b.Partition < 0 || b.Partition >= n {
+			return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: %s has partitions 0 to %d", ErrUnknownPartition, topicName, n-1)}
+		}
+		raw := b.Raw
+		if raw == nil {
+			if len(b.Records) == 0 {
+				return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
+			}
+			for i := range b.Records {
+				if b.Records[i].Timestamp <= 0 {
+					b.Records[i].Timestamp = now
+				}
+			}
+			raw = records.Encode(b.Records)
+		}
+		metas, err := records.Split(raw)
+		if err != nil {
+			return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: %v", ErrInvalidRecords, err)}
+		}
+		if len(metas) == 0 {
+			return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
+		}
+		pe := produceEntry{Topic: topicName, Partition: b.Partition, AppendMs: now}
+		for _, m := range metas {
+			pe.Count += int64(m.LastOffsetDelta) + 1
+			pe.MaxTs = max(pe.MaxTs, m.MaxTimestamp)
+		}
+		if first, last := metas[0], metas[len(metas)-1]; first.ProducerID >= 0 {
+			if last.ProducerID != first.ProducerID || last.ProducerEpoch != first.ProducerEpoch {
+				return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: batches of different producers in one request", ErrInvalidRecords)}
+			}
+			pe.PID, pe.Epoch = first.ProducerID, first.ProducerEpoch
+			pe.FirstSeq, pe.LastSeq = first.BaseSequence, last.BaseSequence+last.LastOffsetDelta
+		}
+		total += len(raw)
+		data, _ := json.Marshal(pe)
+		entries = append(entries, commitlog.Entry{Type: TypeProduce, Data: data, Blob: raw})
+	}
+	if total > s.opts.MaxBatchBytes {
+		return nil, nil, fmt.Errorf("%w: %d bytes of records, the limit is %d", ErrTooLarge, total, s.opts.MaxBatchBytes)
+	}
+	_, res, err := s.log.Propose(ctx, entries...)
+	if err != nil {
+		return nil, nil, err
+	}
+	bases = make([]int64, len(res))
+	errs = make([]error, len(res))
+	for i, r := range res {
+		switch r := r.(type) {
+		case ProduceResult:
+			bases[i] = r.Base
+		case error:
+			bases[i], errs[i] = -1, r
+		}
+	}
+	return bases, errs, nil
+}
+
+// InitProducerID allocates an idempotent producer id (pid < 0), or bumps the
+// epoch of an existing producer, through the log, so ids are unique across
+// every agent.
+func (s *Service) InitProducerID(ctx context.Context, pid int64, epoch int16) (ProducerID, error) {
+	data, _ := json.Marshal(initProducerEntry{PID: max(pid, 0), Epoch: epoch})
+	res, err := s.propose(ctx, commitlog.Entry{Type: TypeInitProducer, Data: data})
+	if err != nil {
+		return ProducerID{}, err
+	}
+	return res[0].(ProducerID), nil
+}
+
+// FetchResult is what Fetch returns: raw v2 batches with their base offsets
+// set, covering offsets from the requested one on.
+type FetchResult struct {
+	Batches       [][]byte
+	HighWatermark int64
+	LogStart      int64
+}
+
+// Fetch returns batches holding offset and what follows, up to about
+// maxBytes (at least one batch), waiting up to wait for data when offset is
+// at the end. The first batch may start before offset: callers skip records
+// below it, as Kafka clients do.
+func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offset int64, maxBytes int, wait time.Duration) (FetchResult, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		changed := s.log.Changed()
+		var segs []segment
+		var res FetchResult
+		var err error
+		s.log.View(func() {
+			var p *partition
+			if p, err = s.st.partition(topicName, part); err != nil {
+				return
+			}
+			res.HighWatermark, res.LogStart = p.End, p.Start
+			if offset < p.Start || offset > p.End {
+				err = &OffsetOutOfRangeError{Topic: topicName, Partition: part, Offset: offset, Start: p.Start, End: p.End}
+				return
+			}
+			i := sort.Search(len(p.Segments), func(i int) bool {
+				return p.Segments[i].Base+p.Segments[i].Count > offset
+			})
+			size := 0
+			for ; i < len(p.Segments) && (len(segs) == 0 || size+int(p.Segments[i].Ref.Len) <= maxBytes); i++ {
+				segs = append(segs, p.Segments[i])
+				size += int(p.Segments[i].Ref.Len)
+			}
+		})
+		if err != nil {
+			return res, err
+		}
+		if len(segs) > 0 {
+			for _, seg := range segs {
+				blob, err := s.readBlob(ctx, seg.Ref)
+				if err != nil {
+					if bucket.IsNotFound(err) {
+						// Retention removed it between our look and our read.
+						continue
+					}
+					return res, err
+				}
+				next := seg.Base
+				for len(blob) > 0 {
+					m, err := records.ParseMeta(blob)
+					if err != nil {
+						return res, fmt.Errorf("stored batch at %s/%d offset %d: %w", topicName, part, next, err)
+					}
+					b := append([]byte(nil), blob[:m.Length]...)
+					records.SetBaseOffset(b, next)
+					next += int64(m.LastOffsetDelta) + 1
+					blob = blob[m.Length:]
+					if next > offset {
+						res.Batches = append(res.Batches, b)
+					}
+				}
+			}
+			if len(res.Batches) > 0 {
+				return res, nil
+			}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return res, nil
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-changed:
+			t.Stop()
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return res, ctx.Err()
+		}
+	}
+}
+
+// Read returns up to max records from offset, decoded, waiting up to wait
+// when there are none yet.
+func (s *Service) Read(ctx context.Context, topicName string, part int32, offset int64, max int, wait time.Duration) ([]records.Record, FetchResult, error) {
+	res, err := s.Fetch(ctx, topicName, part, offset, 1<<20, wait)
+	if err != nil {
+		return nil, res, err
+	}
+	var out []records.Record
+	for _, b := range res.Batches {
+		recs, _, err := records.Decode(b, Decompress)
+		if err != nil {
+			return nil, res, err
+		}
+		for _, r := range recs {
+			if r.Offset >= offset && r.Offset >= res.LogStart && len(out) < max {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, res, nil
+}
+
+// Decompress is used to decode batches with codecs beyond gzip; the Kafka
+// front door installs its codecs here. Nil means gzip and none only.
+var Decompress records.Decompressor
+
+func (s *Service) readBlob(ctx context.Context, ref commitlog.Ref) ([]byte, error) {
+	if b, ok := s.cache.get(ref); ok {
+		return b, nil
+	}
+	b, err := s.log.Bucket().GetRange(ctx, ref.Key, ref.Off, ref.Len)
+	if err != nil {
+		return nil, err
+	}
+	if err := commitlog.VerifyBlob(ref, b); err != nil {
+		return nil, err
+	}
+	s.cache.put(ref, b)
+	return b, nil
+}
+
+// blobCache keeps recently read blobs (tailing readers read the same new
+// blobs) with FIFO eviction by bytes.
+type blobCache struct {
+	mu    sync.Mutex
+	max   int64
+	size  int64
+	m     map[commitlog.Ref][]byte
+	order []commitlog.Ref
+}
+
+func newBlobCache(max int64) *blobCache {
+	return &blobCache{max: max, m: map[commitlog.Ref][]byte{}}
+}
+
+func (c *blobCache) get(r commitlog.Ref) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[r]
+	return b, ok
+}
+
+func (c *blobCache) put(r commitlog.Ref, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[r]; ok || int64(len(b)) > c.max/4 {
+		return
+	}
+	c.m[r] = b
+	c.order = append(c.order, r)
+	c.size += int64(len(b))
+	for c.size > c.max && len(c.order) > 0 {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.size -= int64(len(c.m[old]))
+		delete(c.m, old)
+	}
+}
+
+// IsRetryable reports whether a produce error means "not committed, try
+// again" (as opposed to bad input).
+func IsRetryable(err error) bool {
+	return errors.Is(err, commitlog.ErrNotCommitted)
+}
+
+// OffsetForTimestamp finds the first record of a partition whose timestamp
+// is at least ts (Kafka's ListOffsets by timestamp). It returns that record's
+// offset and timestamp, or found == false when every record is older.
+func (s *Service) OffsetForTimestamp(ctx context.Context, topicName string, part int32, ts int64) (offset, timestamp int64, found bool, err error) {
+	return s.findRecord(ctx, topicName, part, func(seg segment) bool { return seg.MaxTs >= ts },
+		func(r records.Record) bool { return r.Timestamp >= ts })
+}
+
+// MaxTimestampOffset finds the first record carrying the largest timestamp
+// of a partition (Kafka's ListOffsets with timestamp -3), or found == false
+// when the partition holds no records.
+func (s *Service) MaxTimestampOffset(ctx context.Context, topicName string, part int32) (offset, timestamp int64, found bool, err error) {
+	maxTs := int64(-1)
+	err = s.viewPartition(topicName, part, func(p *partition) {
+		for _, seg := range p.Segments {
+			maxTs = max(maxTs, seg.MaxTs)
+		}
+	})
+	if err != nil || maxTs < 0 {
+		return -1, -1, false, err
+	}
+	return s.findRecord(ctx, topicName, part, func(seg segment) bool { return seg.MaxTs >= maxTs },
+		func(r records.Record) bool { return r.Timestamp >= maxTs })
+}
+
+func (s *Service) viewPartition(topicName string, part int32, f func(*partition)) error {
+	var err error
+	s.log.View(func() {
+		var p *partition
+		if p, err = s.st.partition(topicName, part); err == nil {
+			f(p)
+		}
+	})
+	return err
+}
+
+// findRecord returns the first record (at or above the log start) that recOK
+// accepts, decoding only the segments that segOK accepts: a segment's MaxTs
+// bounds every timestamp in it, so most segments need no reading.
+func (s *Service) findRecord(ctx context.Context, topicName string, part int32, segOK func(segment) bool, recOK func(records.Record) bool) (int64, int64, bool, error) {
+	var segs []segment
+	var start int64
+	err := s.viewPartition(topicName, part, func(p *partition) {
+		start = p.Start
+		for _, seg := range p.Segments {
+			if seg.Base+seg.Count > p.Start && segOK(seg) {
+				segs = append(segs, seg)
+			}
+		}
+	})
+	if err != nil {
+		return -1, -1, false, err
+	}
+	for _, seg := range segs {
+		blob, err := s.readBlob(ctx, seg.Ref)
+		if bucket.IsNotFound(err) {
+			continue // removed by retention meanwhile
+		}
+		if err != nil {
+			return -1, -1, false, err
+		}
+		next := seg.Base
+		for len(blob) > 0 {
+			m, err := records.ParseMeta(blob)
+			if err != nil {
+				return -1, -1, false, fmt.Errorf("stored batch at %s/%d offset %d: %w", topicName, part, next, err)
+			}
+			b := append([]byte(nil), blob[:m.Length]...)
+			records.SetBaseOffset(b, next)
+			next += int64(m.LastOffsetDelta) + 1
+			blob = blob[m.Length:]
+			recs, _, err := records.Decode(b, Decompress)
+			if err != nil {
+				return -1, -1, false, err
+			}
+			for _, r := range recs {
+				if r.Offset >= start && recOK(r) {
+					return r.Offset, r.Timestamp, true, nil
+				}
+			}
+		}
+	}
+	return -1, -1, false, nil
+}
