@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/twoway/twoway/internal/agent"
+)
+
+const (
+	defaultBucket = "./twoway-data"
+	defaultHTTP   = "127.0.0.1:8080"
+	defaultKafka  = "127.0.0.1:9092"
+)
+
+const serveHelp = `
+Run a twoway agent on a bucket until interrupted (SIGINT or SIGTERM), then
+finish the requests in flight and exit. Any number of agents may serve the
+same bucket at once; the bucket holds all the state.
+
+Front doors:
+  HTTP (--http)    the JSON API (docs/HTTP.md), GET /healthz, GET /metrics
+  Kafka (--kafka)  the Kafka wire protocol (docs/KAFKA.md): existing
+                   producers, consumers and tools such as kcat work unchanged
+
+Listeners bind to 127.0.0.1 unless told otherwise.
+
+The bucket is a local directory (a path or file:///path, created if missing)
+or S3 and compatible stores:
+  s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true
+S3 credentials come from the standard AWS chain (environment, shared files,
+instance roles), never from the URL.
+`
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("serve", "twoway serve [--bucket URL] [--http ADDR] [--kafka ADDR] [--kafka-advertise HOST:PORT]", serveHelp)
+	bucketURL := fs.String("bucket", defaultBucket, "bucket `URL`: a directory path, file:///path or s3://bucket/prefix?...")
+	httpAddr := fs.String("http", defaultHTTP, "`address` to serve HTTP on, host:port (port 0 picks a free port)")
+	kafkaAddr := fs.String("kafka", defaultKafka, "`address` to serve the Kafka protocol on, host:port (empty: no Kafka listener)")
+	kafkaAdvertise := fs.String("kafka-advertise", "", "`host:port` Kafka clients are told to connect to (default: the --kafka address)")
+	linger := fs.Duration("linger", 0, "group-commit `interval`: how long produces gather before one commit (default 5ms on a directory, 100ms on S3)")
+	if err := fs.parse(e, args, 0); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	a, err := agent.Open(ctx, agent.Config{
+		Bucket:         *bucketURL,
+		HTTPAddr:       *httpAddr,
+		KafkaAddr:      *kafkaAddr,
+		KafkaAdvertise: *kafkaAdvertise,
+		Linger:         *linger,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.Serve(ctx); err != nil {
+		return err
+	}
+	log.Info("twoway stopped")
+	return nil
+}

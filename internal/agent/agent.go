@@ -1,0 +1,251 @@
+// Package agent assembles one twoway agent: the bucket (with metrics), the
+// commit log and streams, and the front doors that serve them. `twoway
+// serve` runs one with listeners; the CLI's embedded mode opens one without
+// any, straight on a bucket, since the bucket is all the state there is.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/bucket/bucketurl"
+	"github.com/twoway/twoway/bucket/instrument"
+	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/groups"
+	"github.com/twoway/twoway/internal/httpapi"
+	"github.com/twoway/twoway/internal/kafka"
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// Config describes an agent. Validate fills defaults and checks it; Open
+// calls Validate.
+type Config struct {
+	// Bucket is a bucket URL: a directory, file:///path or s3://...
+	Bucket string
+	// HTTPAddr is where to serve HTTP; empty serves none.
+	HTTPAddr string
+	// KafkaAddr is where to serve the Kafka protocol; empty serves none.
+	KafkaAddr string
+	// KafkaAdvertise is the host:port Kafka clients are told to connect to
+	// (Metadata, FindCoordinator). Default: the address listened on.
+	KafkaAdvertise string
+	// Groups tunes consumer-group coordination (tests shorten the lease).
+	Groups groups.Config
+	// Linger is the group-commit interval. Zero picks the backend's
+	// default: 5ms on a directory, 100ms on S3 (where a PUT costs money and
+	// takes tens of milliseconds anyway).
+	Linger time.Duration
+	// Log overrides commit-log tuning (tests use short intervals). Linger
+	// above wins over Log.Linger when set.
+	Log commitlog.Options
+	// Janitor: embedded one-shot commands run without the janitor.
+	NoJanitor bool
+	Logger    *slog.Logger
+	// Registry receives the agent's metrics; nil makes a new one.
+	Registry *prometheus.Registry
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg     Config
+	Bucket  *instrument.Bucket
+	Service *stream.Service
+	HTTP    *httpapi.Server
+	Kafka   *kafka.Server
+	Groups  *groups.Coordinator
+	kind    bucketurl.Kind
+
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+// Open opens the bucket and the streams on it.
+func Open(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	loc, err := bucketurl.Parse(cfg.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := loc.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = httpapi.NewRegistry()
+	}
+	a := &Agent{cfg: cfg, kind: loc.Kind}
+	a.Bucket = instrument.Wrap(raw, cfg.Registry)
+	if err := checkBucket(ctx, a.Bucket); err != nil {
+		return nil, err
+	}
+	opts := cfg.Log
+	opts.Logger = cfg.Logger
+	opts.NoJanitor = opts.NoJanitor || cfg.NoJanitor
+	if cfg.Linger > 0 {
+		opts.Linger = cfg.Linger
+	}
+	if loc.Kind == bucketurl.S3 {
+		if opts.Linger <= 0 {
+			opts.Linger = 100 * time.Millisecond
+		}
+		if opts.PollMin <= 0 {
+			opts.PollMin = 20 * time.Millisecond
+		}
+	}
+	var owners []commitlog.Owner
+	if cfg.KafkaAddr != "" {
+		gcfg := cfg.Groups
+		gcfg.Logger = cfg.Logger
+		gcfg.NodeID = kafka.NodeIDFor
+		coord, owner, err := groups.New(gcfg)
+		if err != nil {
+			return nil, err
+		}
+		a.Groups, owners = coord, append(owners, owner)
+	}
+	a.Service, err = stream.Open(ctx, a.Bucket, stream.Options{Log: opts, Owners: owners})
+	if err != nil {
+		return nil, fmt.Errorf("open the log in %s: %w", a.Bucket, err)
+	}
+	if cfg.KafkaAddr != "" {
+		a.Kafka = kafka.NewServer(kafka.Config{
+			Service:   a.Service,
+			Addr:      cfg.KafkaAddr,
+			Advertise: cfg.KafkaAdvertise,
+			Groups:    a.Groups,
+			Logger:    cfg.Logger,
+		})
+	}
+	registerLogMetrics(cfg.Registry, a.Service.Log())
+	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger})
+	httpapi.RegisterStreams(a.HTTP, a.Service)
+	return a, nil
+}
+
+// Serve serves the configured listeners until ctx ends, then stops them and
+// closes the agent.
+func (a *Agent) Serve(ctx context.Context) error {
+	defer a.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	running := 0
+	attrs := []any{"bucket", a.Bucket.String()}
+	if a.cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("HTTP address %s: %w", a.cfg.HTTPAddr, err)
+		}
+		a.addListener(ln)
+		attrs = append(attrs, "http", "http://"+ln.Addr().String())
+		running++
+		go func() { errc <- a.HTTP.Serve(ctx, ln) }()
+	}
+	if a.Kafka != nil {
+		if err := a.Kafka.Listen(); err != nil {
+			return fmt.Errorf("Kafka address %s: %w", a.cfg.KafkaAddr, err)
+		}
+		host, port := a.Kafka.Advertised()
+		advertised := net.JoinHostPort(host, fmt.Sprint(port))
+		if err := a.Groups.Start(a.Service.Log(), advertised, a.Service); err != nil {
+			return err
+		}
+		attrs = append(attrs, "kafka", a.Kafka.Addr().String(), "kafka_advertised", advertised, "node_id", a.Kafka.NodeID())
+		running++
+		go func() { errc <- a.Kafka.Serve(ctx) }()
+	}
+	attrs = append(attrs, "agent", a.Service.Log().AgentID())
+	a.cfg.Logger.Info("twoway serving", attrs...)
+	if running == 0 {
+		return errors.New("nothing to serve: no listener configured")
+	}
+	var first error
+	for range running {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+func (a *Agent) addListener(ln net.Listener) {
+	a.mu.Lock()
+	a.listeners = append(a.listeners, ln)
+	a.mu.Unlock()
+}
+
+// Addrs returns the addresses the agent listens on, once Serve has started
+// them (for tests that ask for port 0).
+func (a *Agent) Addrs() []net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []net.Addr
+	for _, ln := range a.listeners {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Close stops the front doors, releases group leases and stops the streams.
+func (a *Agent) Close() error {
+	if a.Kafka != nil {
+		a.Kafka.Close()
+	}
+	if a.Groups != nil {
+		if err := a.Groups.Close(); err != nil {
+			a.cfg.Logger.Warn("closing consumer groups", "err", err)
+		}
+	}
+	return a.Service.Close()
+}
+
+// checkBucket lists one object, so that a bucket that cannot be reached or
+// read (wrong endpoint, credentials, permissions) stops the agent at start
+// instead of failing its first requests.
+func checkBucket(ctx context.Context, b bucket.Bucket) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, err := range b.List(ctx, "", "") {
+		if err != nil {
+			return fmt.Errorf("cannot use the bucket: %w", err)
+		}
+		break
+	}
+	return nil
+}
+
+// registerLogMetrics exposes the commit log's counters.
+func registerLogMetrics(reg prometheus.Registerer, l *commitlog.Log) {
+	st := &l.Stats
+	counter := func(name, help string, f func() int64) {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "twoway_log_" + name, Help: help}, func() float64 { return float64(f()) })
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+		}
+	}
+	counter("commits_total", "Commits this agent wrote.", st.Commits.Load)
+	counter("commit_conflicts_total", "Commit attempts lost to another agent's commit at the same sequence number.", st.Conflicts.Load)
+	counter("commit_unknown_outcome_total", "Commit writes whose outcome had to be read back.", st.UnknownOutcome.Load)
+	counter("applied_total", "Commits applied, this agent's and others'.", st.Applied.Load)
+	counter("chunks_written_total", "Chunk objects written.", st.ChunksWritten.Load)
+	counter("chunk_bytes_total", "Bytes written in chunks.", st.ChunkBytes.Load)
+	counter("checkpoints_total", "Checkpoints written.", st.Checkpoints.Load)
+	counter("gc_deleted_total", "Objects deleted by garbage collection.", st.Deleted.Load)
+	counter("reloads_total", "Restarts from a checkpoint after commits were collected under this agent.", st.Reloads.Load)
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twoway_log_applied_seq", Help: "Sequence number of the newest applied commit."}, func() float64 { return float64(l.Applied()) })
+	_ = reg.Register(g)
+}

@@ -1,0 +1,159 @@
+// Package httpapi is twoway's HTTP front door: health, metrics and the
+// streams API (RegisterStreams, documented in docs/HTTP.md), and a Client
+// for that API. It is an embeddable server; cmd/twoway only parses flags and
+// hands it a listener.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// DefaultShutdownTimeout bounds how long Serve waits for requests in flight
+// once its context ends.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// DefaultMaxBodyBytes bounds request bodies unless Config says otherwise.
+const DefaultMaxBodyBytes = 16 << 20
+
+// Config configures a Server. The zero value is usable.
+type Config struct {
+	// Registry is served on /metrics. Nil means a new registry holding the
+	// Go runtime and process collectors; either way Server.Registry returns
+	// it, for the rest of the process to register its metrics on.
+	Registry *prometheus.Registry
+	// Logger receives the server's own log lines. Nil means slog.Default().
+	Logger *slog.Logger
+	// ShutdownTimeout bounds the graceful shutdown in Serve. Zero means
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// MaxBodyBytes bounds the body of every API request; a larger one is
+	// answered 413 without being read further. Zero means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server serves twoway's HTTP API. Routes are net/http ServeMux patterns with
+// methods, e.g. "GET /healthz"; Handle adds more.
+type Server struct {
+	mux     *http.ServeMux
+	reg     *prometheus.Registry
+	log     *slog.Logger
+	timeout time.Duration
+	maxBody int64
+	// stopping ends when Serve starts shutting down, so that long polls
+	// answer at once instead of holding the shutdown up.
+	stopping context.Context
+	stop     context.CancelFunc
+}
+
+// NewRegistry returns a Prometheus registry holding the Go runtime and
+// process collectors, the base every twoway process reports.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// New returns a Server with the built-in routes:
+//
+//	GET /healthz   200 {"status":"ok"} while the process serves
+//	GET /metrics   Prometheus exposition of the registry
+func New(cfg Config) *Server {
+	s := &Server{
+		mux:     http.NewServeMux(),
+		reg:     cfg.Registry,
+		log:     cfg.Logger,
+		timeout: cfg.ShutdownTimeout,
+		maxBody: cfg.MaxBodyBytes,
+	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.reg == nil {
+		s.reg = NewRegistry()
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultShutdownTimeout
+	}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
+		Registry:          s.reg, // reports the handler's own errors
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
+		EnableOpenMetrics: true,
+	}))
+	return s
+}
+
+// Registry returns the registry /metrics serves.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Handle registers a handler for a ServeMux pattern such as
+// "POST /v1/streams/{name}". It panics on a pattern that conflicts with one
+// already registered, as http.ServeMux does.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// HandleFunc is Handle for a function.
+func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	s.mux.HandleFunc(pattern, h)
+}
+
+// ServeHTTP makes a Server an http.Handler, for tests and for embedding it in
+// another server.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Serve serves HTTP on ln until ctx ends, then shuts down gracefully: it stops
+// accepting connections, ends long polls early (they answer with what they
+// have) and waits up to the shutdown timeout for requests in flight. It
+// returns nil after a clean shutdown, and closes ln either way. A Server
+// serves once: long polls on it end at once after a shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving HTTP on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down HTTP server", "timeout", s.timeout)
+	s.stop()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+		return fmt.Errorf("shutting down HTTP server: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving HTTP on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
