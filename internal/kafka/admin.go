@@ -1,0 +1,176 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// adminTimeout bounds an admin request whose timeout is unset.
+const adminTimeout = 30 * time.Second
+
+func withTimeout(ctx context.Context, ms int32) (context.Context, context.CancelFunc) {
+	d := time.Duration(ms) * time.Millisecond
+	if d <= 0 {
+		d = adminTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+func (s *Server) createTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsResponse {
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
+	for _, rt := range req.Topics {
+		out := kmsg.NewCreateTopicsResponseTopic()
+		out.Topic = rt.Topic
+		out.NumPartitions, out.ReplicationFactor = -1, -1
+		cfg, code, err := s.topicToCreate(rt)
+		if err == nil {
+			if _, exists := s.lookupTopic(ctx, rt.Topic); exists {
+				code, err = kerr.TopicAlreadyExists.Code, fmt.Errorf("%w: %s", stream.ErrTopicExists, rt.Topic)
+			}
+		}
+		if err == nil && !req.ValidateOnly {
+			if err = s.svc.CreateTopic(ctx, cfg); err != nil {
+				code = errorCode(err)
+			}
+		}
+		if err != nil {
+			out.ErrorCode, out.ErrorMessage = code, errMessage(err)
+			resp.Topics = append(resp.Topics, out)
+			continue
+		}
+		ti := stream.TopicInfo{TopicConfig: cfg}
+		if !req.ValidateOnly {
+			if t, ok := s.topicInfo(rt.Topic); ok {
+				ti = t
+				out.TopicID = topicID(t.Name, t.CreatedMs)
+			}
+		}
+		if ti.RetentionMs == 0 {
+			ti.RetentionMs = -1
+		}
+		if ti.RetentionBytes == 0 {
+			ti.RetentionBytes = -1
+		}
+		out.NumPartitions, out.ReplicationFactor = ti.Partitions, 1
+		for _, c := range describeTopicConfigs(ti, nil, 0) {
+			rc := kmsg.NewCreateTopicsResponseTopicConfig()
+			rc.Name, rc.Value, rc.ReadOnly, rc.Source = c.Name, c.Value, c.ReadOnly, int8(c.Source)
+			out.Configs = append(out.Configs, rc)
+		}
+		resp.Topics = append(resp.Topics, out)
+	}
+	return resp
+}
+
+// topicToCreate turns a CreateTopics entry into a topic config, or says what
+// is wrong with it.
+func (s *Server) topicToCreate(rt kmsg.CreateTopicsRequestTopic) (stream.TopicConfig, int16, error) {
+	cfg := stream.TopicConfig{Name: rt.Topic, Partitions: rt.NumPartitions}
+	if err := stream.ValidateTopicName(rt.Topic); err != nil {
+		return cfg, kerr.InvalidTopicException.Code, err
+	}
+	if len(rt.ReplicaAssignment) > 0 {
+		if rt.NumPartitions != -1 {
+			return cfg, kerr.InvalidRequest.Code, fmt.Errorf("give either num_partitions or a replica assignment, not both")
+		}
+		// Replicas mean nothing here (the bucket keeps the data); the
+		// assignment only counts the partitions.
+		cfg.Partitions = int32(len(rt.ReplicaAssignment))
+	} else if rt.NumPartitions == -1 {
+		cfg.Partitions = s.cfg.DefaultPartitions
+	}
+	if cfg.Partitions < 1 || cfg.Partitions > stream.MaxPartitions {
+		return cfg, kerr.InvalidPartitions.Code, fmt.Errorf("partitions must be between 1 and %d (or -1 for the default, %d), not %d", stream.MaxPartitions, s.cfg.DefaultPartitions, rt.NumPartitions)
+	}
+	if rt.ReplicationFactor == 0 || rt.ReplicationFactor < -1 {
+		return cfg, kerr.InvalidReplicationFactor.Code, fmt.Errorf("replication factor must be positive or -1, not %d (twoway keeps one copy in the bucket whatever it is)", rt.ReplicationFactor)
+	}
+	var r retention
+	for _, c := range rt.Configs {
+		if err := setConfig(&r, c.Name, c.Value); err != nil {
+			return cfg, kerr.InvalidConfig.Code, err
+		}
+	}
+	cfg.RetentionMs, cfg.RetentionBytes = -1, -1
+	if r.ms != nil {
+		cfg.RetentionMs = *r.ms
+	}
+	if r.bytes != nil {
+		cfg.RetentionBytes = *r.bytes
+	}
+	return cfg, 0, nil
+}
+
+func (s *Server) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest) *kmsg.DeleteTopicsResponse {
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
+	topics := req.Topics
+	if req.Version < 6 {
+		topics = nil
+		for _, name := range req.TopicNames {
+			topics = append(topics, kmsg.DeleteTopicsRequestTopic{Topic: &name})
+		}
+	}
+	for _, rt := range topics {
+		out := kmsg.NewDeleteTopicsResponseTopic()
+		out.Topic, out.TopicID = rt.Topic, rt.TopicID
+		name := ""
+		switch {
+		case rt.Topic != nil:
+			name = *rt.Topic
+		default:
+			ti, ok := s.topicByID(ctx, rt.TopicID)
+			if !ok {
+				out.ErrorCode = kerr.UnknownTopicID.Code
+				out.ErrorMessage = errMessage(fmt.Errorf("%w %x", errUnknownTopicID, rt.TopicID))
+				resp.Topics = append(resp.Topics, out)
+				continue
+			}
+			name = ti.Name
+			out.Topic = &name
+		}
+		if err := s.svc.DeleteTopic(ctx, name); err != nil {
+			out.ErrorCode, out.ErrorMessage = errorCode(err), errMessage(err)
+		}
+		resp.Topics = append(resp.Topics, out)
+	}
+	return resp
+}
+
+func (s *Server) createPartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) *kmsg.CreatePartitionsResponse {
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
+	for _, rt := range req.Topics {
+		out := kmsg.NewCreatePartitionsResponseTopic()
+		out.Topic = rt.Topic
+		ti, ok := s.lookupTopic(ctx, rt.Topic)
+		switch {
+		case !ok:
+			out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			out.ErrorMessage = errMessage(fmt.Errorf("%w: %s", stream.ErrUnknownTopic, rt.Topic))
+		case rt.Count <= ti.Partitions || rt.Count > stream.MaxPartitions:
+			out.ErrorCode = kerr.InvalidPartitions.Code
+			out.ErrorMessage = errMessage(fmt.Errorf("%s has %d partitions: the new count must be larger, and at most %d, not %d", rt.Topic, ti.Partitions, stream.MaxPartitions, rt.Count))
+		case req.ValidateOnly:
+		default:
+			if err := s.svc.AlterTopic(ctx, rt.Topic, rt.Count, nil, nil); err != nil {
+				out.ErrorCode, out.ErrorMessage = errorCode(err), errMessage(err)
+				if out.ErrorCode == kerr.InvalidConfig.Code {
+					out.ErrorCode = kerr.InvalidPartitions.Code
+				}
+			}
+		}
+		resp.Topics = append(resp.Topics, out)
+	}
+	return resp
+}

@@ -1,0 +1,143 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// maxFetchWait caps a client's max_wait_ms.
+const maxFetchWait = time.Minute
+
+// fetch answers a Fetch without sessions (session id 0 always): it gathers
+// stored batches for every partition asked for, and waits up to max_wait for
+// min_bytes to be available. Batches are served as stored, with only the
+// base offset (and partition leader epoch, 0) patched in; neither is
+// covered by the batch CRC.
+func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchResponse {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if req.SessionID != 0 || req.SessionEpoch > 0 {
+		// This server never hands out a session, so the client cannot hold
+		// one; a full fetch (epoch 0 or -1) is what it must send.
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp
+	}
+	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
+	deadline := time.Now().Add(wait)
+	maxBytes := int(req.MaxBytes)
+	if req.Version < 3 || maxBytes <= 0 {
+		maxBytes = 1<<31 - 1
+	}
+
+	// Resolve topics once; ids and names stay fixed for the request.
+	type topicRef struct {
+		name string
+		ok   bool
+	}
+	refs := make([]topicRef, len(req.Topics))
+	for i, rt := range req.Topics {
+		if req.Version >= 13 {
+			if ti, ok := s.topicByID(ctx, rt.TopicID); ok {
+				refs[i] = topicRef{ti.Name, true}
+			}
+		} else if _, ok := s.lookupTopic(ctx, rt.Topic); ok {
+			refs[i] = topicRef{rt.Topic, true}
+		}
+	}
+	synced := false
+	for {
+		changed := s.svc.Log().Changed()
+		resp.Topics = resp.Topics[:0]
+		total, errored := 0, false
+		for i, rt := range req.Topics {
+			out := kmsg.NewFetchResponseTopic()
+			out.Topic, out.TopicID = rt.Topic, rt.TopicID
+			var ti stream.TopicInfo
+			ok := refs[i].ok
+			if ok {
+				ti, ok = s.topicInfo(refs[i].name)
+			}
+			for _, rp := range rt.Partitions {
+				op := kmsg.NewFetchResponseTopicPartition()
+				op.Partition = rp.Partition
+				op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
+				op.PreferredReadReplica = -1
+				// Empty, not null: librdkafka rejects a null record set.
+				op.RecordBatches = []byte{}
+				switch {
+				case !ok && req.Version >= 13:
+					op.ErrorCode = kerr.UnknownTopicID.Code
+				case !ok || rp.Partition < 0 || int(rp.Partition) >= len(ti.PartitionsInfo):
+					op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				default:
+					pi := ti.PartitionsInfo[rp.Partition]
+					op.HighWatermark, op.LastStableOffset, op.LogStartOffset = pi.End, pi.End, pi.Start
+					if rp.FetchOffset > pi.End && !synced {
+						// Another agent may have appended what the client has
+						// seen: catch up before calling the offset invalid.
+						synced = true
+						if s.svc.Sync(ctx) == nil {
+							if t, found := s.topicInfo(refs[i].name); found && int(rp.Partition) < len(t.PartitionsInfo) {
+								ti, pi = t, t.PartitionsInfo[rp.Partition]
+								op.HighWatermark, op.LastStableOffset, op.LogStartOffset = pi.End, pi.End, pi.Start
+							}
+						}
+					}
+					if rp.FetchOffset < pi.Start || rp.FetchOffset > pi.End {
+						op.ErrorCode = kerr.OffsetOutOfRange.Code
+						break
+					}
+					if rp.FetchOffset == pi.End || total >= maxBytes {
+						break
+					}
+					limit := min(int(rp.PartitionMaxBytes), maxBytes-total)
+					if rp.PartitionMaxBytes <= 0 {
+						limit = maxBytes - total
+					}
+					res, err := s.svc.Fetch(ctx, refs[i].name, rp.Partition, rp.FetchOffset, max(limit, 1), 0)
+					if err != nil {
+						op.ErrorCode = errorCode(err)
+						var oor *stream.OffsetOutOfRangeError
+						if errors.As(err, &oor) {
+							op.HighWatermark, op.LastStableOffset, op.LogStartOffset = oor.End, oor.End, oor.Start
+						} else if op.ErrorCode == kerr.KafkaStorageError.Code {
+							s.log.Warn("kafka fetch failed", "topic", refs[i].name, "partition", rp.Partition, "err", err)
+						}
+						break
+					}
+					op.HighWatermark, op.LastStableOffset, op.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LogStart
+					for _, b := range res.Batches {
+						// Partition leader epoch: 0, the epoch Metadata reports.
+						b[12], b[13], b[14], b[15] = 0, 0, 0, 0
+						op.RecordBatches = append(op.RecordBatches, b...)
+					}
+					total += len(op.RecordBatches)
+				}
+				errored = errored || op.ErrorCode != 0
+				out.Partitions = append(out.Partitions, op)
+			}
+			resp.Topics = append(resp.Topics, out)
+		}
+		if errored || total >= int(req.MinBytes) {
+			return resp
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return resp
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return resp
+		}
+		t.Stop()
+	}
+}

@@ -1,0 +1,203 @@
+package kafka
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// topicID is the stable UUID of a topic incarnation: a hash of its name and
+// creation time (both in the commit that created it), so every agent derives
+// the same id, and a topic deleted and created again gets a new one.
+func topicID(name string, createdMs int64) [16]byte {
+	h := sha256.New()
+	h.Write([]byte("twoway topic\x00"))
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write(strconv.AppendInt(nil, createdMs, 10))
+	var id [16]byte
+	copy(id[:], h.Sum(nil))
+	id[6] = id[6]&0x0f | 0x40 // shaped as a v4 UUID, never zero
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+// topicIDs resolves topic ids to names, remembering the ids it has computed.
+type topicIDs struct {
+	mu    sync.Mutex
+	names map[[16]byte]string
+}
+
+func (t *topicIDs) remember(id [16]byte, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.names == nil || len(t.names) > 100000 {
+		t.names = map[[16]byte]string{}
+	}
+	t.names[id] = name
+}
+
+// topicByID returns the topic whose id is id, syncing with the log once
+// when it is not known here (it may have been created on another agent).
+func (s *Server) topicByID(ctx context.Context, id [16]byte) (stream.TopicInfo, bool) {
+	for attempt := 0; attempt < 2; attempt++ {
+		s.topics.mu.Lock()
+		name, ok := s.topics.names[id]
+		s.topics.mu.Unlock()
+		if ok {
+			if ti, err := s.svc.Topic(name); err == nil && topicID(ti.Name, ti.CreatedMs) == id {
+				return ti, true
+			}
+		}
+		for _, ti := range s.svc.Topics() {
+			if topicID(ti.Name, ti.CreatedMs) == id {
+				s.topics.remember(id, ti.Name)
+				return s.topicInfo(ti.Name)
+			}
+		}
+		if attempt == 0 && s.svc.Sync(ctx) != nil {
+			break
+		}
+	}
+	return stream.TopicInfo{}, false
+}
+
+func (s *Server) topicInfo(name string) (stream.TopicInfo, bool) {
+	ti, err := s.svc.Topic(name)
+	if err != nil {
+		return ti, false
+	}
+	s.topics.remember(topicID(ti.Name, ti.CreatedMs), ti.Name)
+	return ti, true
+}
+
+// lookupTopic returns a topic by name, syncing with the log once when it is
+// not known here.
+func (s *Server) lookupTopic(ctx context.Context, name string) (stream.TopicInfo, bool) {
+	if ti, ok := s.topicInfo(name); ok {
+		return ti, true
+	}
+	if stream.ValidateTopicName(name) != nil || s.svc.Sync(ctx) != nil {
+		return stream.TopicInfo{}, false
+	}
+	return s.topicInfo(name)
+}
+
+// leaderFor picks the agent reported as a partition's leader: any agent
+// serves any partition, so this only spreads clients over agents.
+func leaderFor(brokers []broker, partition int32) int32 {
+	return brokers[int(partition)%len(brokers)].NodeID
+}
+
+func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	brokers := s.agents.brokers(ctx)
+	for _, b := range brokers {
+		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.NodeID, Host: b.Host, Port: b.Port})
+	}
+	resp.ClusterID = &s.cfg.ClusterID
+	resp.ControllerID = s.nodeID
+
+	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if all {
+		for _, ti := range s.svc.Topics() {
+			if full, ok := s.topicInfo(ti.Name); ok {
+				resp.Topics = append(resp.Topics, topicMetadata(full, brokers))
+			}
+		}
+		return resp
+	}
+	for _, rt := range req.Topics {
+		var ti stream.TopicInfo
+		var ok bool
+		switch {
+		case rt.Topic != nil:
+			ti, ok = s.lookupTopic(ctx, *rt.Topic)
+		case rt.TopicID != [16]byte{}:
+			ti, ok = s.topicByID(ctx, rt.TopicID)
+		}
+		if !ok && rt.Topic != nil && s.autoCreate(req) {
+			ti, ok = s.createOnDemand(ctx, *rt.Topic)
+		}
+		if ok {
+			resp.Topics = append(resp.Topics, topicMetadata(ti, brokers))
+			continue
+		}
+		mt := kmsg.NewMetadataResponseTopic()
+		mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+		mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		if rt.Topic == nil {
+			mt.ErrorCode = kerr.UnknownTopicID.Code
+		} else if stream.ValidateTopicName(*rt.Topic) != nil {
+			mt.ErrorCode = kerr.InvalidTopicException.Code
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	return resp
+}
+
+// autoCreate reports whether a Metadata request may create the topics it
+// names, as a Kafka broker with auto.create.topics.enable=true (Kafka's
+// default) does: requests before v4 always may; later ones when the client
+// allows it (producers do by default, consumers do not).
+func (s *Server) autoCreate(req *kmsg.MetadataRequest) bool {
+	return !s.cfg.NoAutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
+}
+
+// createOnDemand creates a topic with the default partition count. Another
+// agent creating it at the same moment is fine: the log keeps one.
+func (s *Server) createOnDemand(ctx context.Context, name string) (stream.TopicInfo, bool) {
+	if stream.ValidateTopicName(name) != nil {
+		return stream.TopicInfo{}, false
+	}
+	err := s.svc.CreateTopic(ctx, stream.TopicConfig{Name: name, Partitions: s.cfg.DefaultPartitions})
+	if err != nil && !errors.Is(err, stream.ErrTopicExists) {
+		s.log.Warn("auto-creating topic failed", "topic", name, "err", err)
+		return stream.TopicInfo{}, false
+	}
+	if err == nil {
+		s.log.Info("auto-created topic", "topic", name, "partitions", s.cfg.DefaultPartitions)
+	}
+	return s.topicInfo(name)
+}
+
+func topicMetadata(ti stream.TopicInfo, brokers []broker) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	name := ti.Name
+	mt.Topic = &name
+	mt.TopicID = topicID(ti.Name, ti.CreatedMs)
+	for p := range ti.Partitions {
+		mp := kmsg.NewMetadataResponseTopicPartition()
+		mp.Partition = p
+		mp.Leader = leaderFor(brokers, p)
+		mp.LeaderEpoch = 0
+		mp.Replicas = []int32{mp.Leader}
+		mp.ISR = []int32{mp.Leader}
+		mp.OfflineReplicas = []int32{}
+		mt.Partitions = append(mt.Partitions, mp)
+	}
+	return mt
+}
+
+func (s *Server) describeCluster(ctx context.Context, req *kmsg.DescribeClusterRequest) *kmsg.DescribeClusterResponse {
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.ClusterID = s.cfg.ClusterID
+	resp.ControllerID = s.nodeID
+	resp.EndpointType = req.EndpointType
+	for _, b := range s.agents.brokers(ctx) {
+		rb := kmsg.NewDescribeClusterResponseBroker()
+		rb.NodeID, rb.Host, rb.Port = b.NodeID, b.Host, b.Port
+		resp.Brokers = append(resp.Brokers, rb)
+	}
+	return resp
+}
+
+// errUnknownTopicID is reported for requests that name topics by id.
+var errUnknownTopicID = errors.New("unknown topic id")

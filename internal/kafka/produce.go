@@ -1,0 +1,225 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/twoway/twoway/internal/codec"
+	"github.com/twoway/twoway/internal/records"
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// defaultProduceTimeout is used when a request carries no timeout.
+const defaultProduceTimeout = 30 * time.Second
+
+// produce appends every partition's batches, each through its own
+// Service.Produce call: they run concurrently and so share the agent's next
+// group commit, and a failure of one partition does not fail the others (as
+// in Kafka). A response is sent once the commit holding the records is
+// durable, whatever acks asks for. failed reports whether any partition
+// failed (acks=0 then closes the connection, as Kafka does).
+func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, waits map[partitionKey]chan struct{}) (resp *kmsg.ProduceResponse, failed bool) {
+	resp = req.ResponseKind().(*kmsg.ProduceResponse)
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = defaultProduceTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var reqErr error
+	switch {
+	case req.TransactionID != nil:
+		reqErr = errTransactions
+	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+		reqErr = fmt.Errorf("acks must be -1, 0 or 1, not %d", req.Acks)
+	}
+
+	var wg sync.WaitGroup
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i, rt := range req.Topics {
+		out := &resp.Topics[i]
+		*out = kmsg.NewProduceResponseTopic()
+		out.Topic, out.TopicID = rt.Topic, rt.TopicID
+		out.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		key := rt.Topic
+		var ti stream.TopicInfo
+		var topicErr error
+		var code int16
+		switch {
+		case reqErr != nil:
+			topicErr, code = reqErr, kerr.TransactionalIDAuthorizationFailed.Code
+			if req.TransactionID == nil {
+				code = kerr.InvalidRequiredAcks.Code
+			}
+		case req.Version >= 13:
+			key = string(rt.TopicID[:])
+			var ok bool
+			if ti, ok = s.topicByID(ctx, rt.TopicID); !ok {
+				topicErr, code = fmt.Errorf("%w %x", errUnknownTopicID, rt.TopicID), kerr.UnknownTopicID.Code
+			}
+		default:
+			var ok bool
+			if ti, ok = s.lookupTopic(ctx, rt.Topic); !ok {
+				topicErr, code = fmt.Errorf("%w: %s", stream.ErrUnknownTopic, rt.Topic), kerr.UnknownTopicOrPartition.Code
+			}
+		}
+		for j, rp := range rt.Partitions {
+			op := &out.Partitions[j]
+			*op = kmsg.NewProduceResponseTopicPartition()
+			op.Partition = rp.Partition
+			op.BaseOffset, op.LogAppendTime, op.LogStartOffset = -1, -1, -1
+			if topicErr != nil {
+				op.ErrorCode, op.ErrorMessage = code, errMessage(topicErr)
+				failed = true
+				continue
+			}
+			if rp.Partition < 0 || rp.Partition >= ti.Partitions {
+				// The partition may have been added on another agent.
+				if t, ok := s.lookupTopicFresh(ctx, ti.Name, rp.Partition); ok {
+					ti = t
+				} else {
+					op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					op.ErrorMessage = errMessage(fmt.Errorf("%w: %s has partitions 0 to %d", stream.ErrUnknownPartition, ti.Name, ti.Partitions-1))
+					failed = true
+					continue
+				}
+			}
+			wait := waits[partitionKey{key, rp.Partition}]
+			wg.Add(1)
+			go func(name string, rp kmsg.ProduceRequestTopicPartition) {
+				defer wg.Done()
+				if wait != nil {
+					select {
+					case <-wait:
+					case <-ctx.Done():
+						op.ErrorCode, op.ErrorMessage = kerr.RequestTimedOut.Code, errMessage(ctx.Err())
+						return
+					}
+				}
+				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records)
+				if err != nil {
+					op.ErrorCode, op.ErrorMessage = produceErrorCode(err), errMessage(err)
+					return
+				}
+				op.BaseOffset = base
+			}(ti.Name, rp)
+		}
+	}
+	wg.Wait()
+
+	// Fill in log start offsets, and note failures.
+	for i := range resp.Topics {
+		out := &resp.Topics[i]
+		var ti stream.TopicInfo
+		var ok bool
+		for j := range out.Partitions {
+			op := &out.Partitions[j]
+			if op.ErrorCode != 0 {
+				failed = true
+				continue
+			}
+			if !ok {
+				name := out.Topic
+				if req.Version >= 13 {
+					if t, found := s.topicByID(ctx, out.TopicID); found {
+						name = t.Name
+					}
+				}
+				ti, ok = s.topicInfo(name)
+			}
+			if ok && int(op.Partition) < len(ti.PartitionsInfo) {
+				op.LogStartOffset = ti.PartitionsInfo[op.Partition].Start
+			}
+		}
+	}
+	return resp, failed
+}
+
+// lookupTopicFresh syncs with the log and returns the topic if it now has
+// the partition.
+func (s *Server) lookupTopicFresh(ctx context.Context, name string, partition int32) (stream.TopicInfo, bool) {
+	if partition < 0 || s.svc.Sync(ctx) != nil {
+		return stream.TopicInfo{}, false
+	}
+	ti, ok := s.topicInfo(name)
+	return ti, ok && partition < ti.Partitions
+}
+
+func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte) (int64, error) {
+	if err := validateBatches(raw); err != nil {
+		return -1, err
+	}
+	bases, errs, err := s.svc.Produce(ctx, topic, []stream.Batch{{Partition: partition, Raw: raw}})
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		if errorCode(err) == kerr.KafkaStorageError.Code {
+			s.log.Warn("kafka produce failed", "topic", topic, "partition", partition, "err", err)
+		}
+		return -1, err
+	}
+	return bases[0], nil
+}
+
+// invalidRecordError is a batch that is well formed but not acceptable:
+// INVALID_RECORD, which clients do not retry.
+type invalidRecordError struct{ msg string }
+
+func (e *invalidRecordError) Error() string { return "invalid record batch: " + e.msg }
+
+func produceErrorCode(err error) int16 {
+	var ire *invalidRecordError
+	if errors.As(err, &ire) {
+		return kerr.InvalidRecord.Code
+	}
+	return errorCode(err)
+}
+
+var errTransactions = errors.New("transactions are not supported by twoway: produce without a transactional id (idempotent producers are supported)")
+
+// validateBatches checks what the streams service does not: that each batch
+// decodes (decompressing it) and that its records have the dense offset
+// deltas 0..n-1 its header promises, so that offsets stay dense for every
+// reader. Checksum and framing errors are CORRUPT_MESSAGE, the rest
+// INVALID_RECORD.
+func validateBatches(raw []byte) error {
+	if len(raw) == 0 {
+		return &invalidRecordError{"no records"}
+	}
+	for b := raw; len(b) > 0; {
+		if len(b) > 16 && b[16] != 2 {
+			return &invalidRecordError{fmt.Sprintf("message format (magic) %d; twoway accepts record batches v2 (magic 2) only", b[16])}
+		}
+		m, err := records.ParseMeta(b)
+		if err != nil {
+			return err
+		}
+		switch {
+		case m.Attributes&0x10 != 0:
+			return &invalidRecordError{"transactional batches are not supported"}
+		case m.NumRecords == 0:
+			return &invalidRecordError{"a batch without records"}
+		case m.NumRecords != m.LastOffsetDelta+1:
+			return &invalidRecordError{fmt.Sprintf("%d records with last offset delta %d", m.NumRecords, m.LastOffsetDelta)}
+		}
+		recs, _, err := records.Decode(b[:m.Length], codec.Decompress)
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			if r.Offset-m.BaseOffset != int64(i) {
+				return &invalidRecordError{fmt.Sprintf("record %d has offset delta %d", i, r.Offset-m.BaseOffset)}
+			}
+		}
+		b = b[m.Length:]
+	}
+	return nil
+}

@@ -1,0 +1,598 @@
+// Package kafka is twoway's Kafka wire-protocol front door: existing Kafka
+// producers, consumers and admin tools talk to any agent as if it were a
+// broker, and every agent serves every partition.
+//
+// The server parses frames and request headers itself and encodes bodies
+// with kmsg. Requests on one connection are processed concurrently, up to a
+// bound, and answered in request order; produce requests that touch the same
+// partition are applied in the order they arrived, as a broker that
+// processes one request at a time would. docs/KAFKA.md lists the APIs and
+// versions served and how brokers, leaders and coordinators map onto agents.
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	_ "github.com/twoway/twoway/internal/codec" // installs stream.Decompress
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// Defaults for Config.
+const (
+	DefaultAddr          = "127.0.0.1:9092"
+	DefaultClusterID     = "twoway"
+	DefaultMaxFrameBytes = 100 << 20
+	DefaultMaxInFlight   = 64
+	DefaultIdleTimeout   = 10 * time.Minute
+	DefaultPartitions    = 1
+	// DefaultAgentTTL is how long an agent's registration counts as live
+	// without a refresh; DefaultAgentRefresh is how often an agent refreshes
+	// its own.
+	DefaultAgentTTL     = 30 * time.Second
+	DefaultAgentRefresh = 3 * time.Second
+)
+
+// writeTimeout bounds writing one response, so that a client that stops
+// reading cannot hold the connection's goroutines forever.
+const writeTimeout = time.Minute
+
+// Config configures a Server. Service is required; every other field has a
+// default.
+type Config struct {
+	// Service is the agent's streams; the server never closes it.
+	Service *stream.Service
+	// Addr is the TCP address to listen on. Default DefaultAddr.
+	Addr string
+	// Advertise is the "host:port" clients are told to connect to (in
+	// Metadata and in this agent's registration). Default: the address
+	// listened on, with the machine's host name in place of an
+	// unspecified IP (0.0.0.0, ::).
+	Advertise string
+	// NodeID is this agent's broker id. Default: derived from the
+	// advertised address (FNV-1a & 0x7fffffff), so it is stable across
+	// restarts and distinct between agents with distinct addresses.
+	NodeID int32
+	// ClusterID is reported in Metadata and DescribeCluster. Default
+	// DefaultClusterID; every agent of a bucket should use the same.
+	ClusterID string
+	// Logger receives the server's log lines. Default slog.Default().
+	Logger *slog.Logger
+	// Groups serves the consumer-group APIs. Nil answers them with
+	// COORDINATOR_NOT_AVAILABLE.
+	Groups GroupHandler
+	// MaxFrameBytes bounds one request; a larger frame closes its
+	// connection. It also bounds the request bytes a connection has in
+	// flight. Default DefaultMaxFrameBytes (Kafka's socket.request.max.bytes).
+	MaxFrameBytes int
+	// MaxInFlight bounds the requests one connection has in flight; beyond
+	// it the server stops reading from the connection until responses are
+	// written. Default DefaultMaxInFlight.
+	MaxInFlight int
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default DefaultIdleTimeout (Kafka's connections.max.idle.ms).
+	IdleTimeout time.Duration
+	// DefaultPartitions is used by CreateTopics with num_partitions -1
+	// and for topics created on demand by Metadata.
+	// Default DefaultPartitions.
+	DefaultPartitions int32
+	// NoAutoCreateTopics turns off creating unknown topics on a Metadata
+	// request that allows it (Kafka's auto.create.topics.enable, which is on
+	// by default there and here).
+	NoAutoCreateTopics bool
+	// AgentTTL and AgentRefresh tune the agent registry (see agents.go).
+	AgentTTL, AgentRefresh time.Duration
+}
+
+// Server serves the Kafka protocol for one agent. Create it with NewServer,
+// then Listen (optional) and Serve.
+type Server struct {
+	cfg Config
+	svc *stream.Service
+	log *slog.Logger
+
+	mu     sync.Mutex
+	ln     net.Listener
+	host   string
+	port   int32
+	nodeID int32
+	conns  map[*conn]struct{}
+	done   chan struct{} // closed when Serve returns; nil before Serve
+	closed bool
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	agents *registry
+	topics topicIDs
+}
+
+// NewServer returns a server for cfg. It does not listen yet.
+func NewServer(cfg Config) *Server {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.ClusterID == "" {
+		cfg.ClusterID = DefaultClusterID
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.DefaultPartitions <= 0 {
+		cfg.DefaultPartitions = DefaultPartitions
+	}
+	if cfg.AgentTTL <= 0 {
+		cfg.AgentTTL = DefaultAgentTTL
+	}
+	if cfg.AgentRefresh <= 0 {
+		cfg.AgentRefresh = DefaultAgentRefresh
+	}
+	s := &Server{
+		cfg:   cfg,
+		svc:   cfg.Service,
+		log:   cfg.Logger.With("component", "kafka"),
+		conns: map[*conn]struct{}{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// NodeIDFor is the broker id an agent advertising addr ("host:port") gets by
+// default.
+func NodeIDFor(addr string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(addr))
+	return int32(h.Sum32() & 0x7fffffff)
+}
+
+// Listen binds the configured address, so that Addr and NodeID are known
+// before Serve. Serve calls it when it has not been called.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return nil
+	}
+	if s.closed {
+		return errors.New("kafka: server closed")
+	}
+	if s.svc == nil {
+		return errors.New("kafka: Config.Service is required")
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("kafka: listen: %w", err)
+	}
+	adv := s.cfg.Advertise
+	if adv == "" {
+		adv = advertiseFor(ln.Addr().(*net.TCPAddr))
+	}
+	host, portStr, err := net.SplitHostPort(adv)
+	port, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || perr != nil || host == "" || port == 0 {
+		ln.Close()
+		return fmt.Errorf("kafka: advertised address %q: want host:port with a port from 1 to 65535", adv)
+	}
+	s.ln, s.host, s.port = ln, host, int32(port)
+	s.nodeID = s.cfg.NodeID
+	if s.nodeID == 0 {
+		s.nodeID = NodeIDFor(net.JoinHostPort(host, portStr))
+	}
+	return nil
+}
+
+func advertiseFor(a *net.TCPAddr) string {
+	if a.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			return net.JoinHostPort(h, strconv.Itoa(a.Port))
+		}
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+	}
+	return a.String()
+}
+
+// Addr is the address listened on, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// NodeID is this agent's broker id (known after Listen).
+func (s *Server) NodeID() int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodeID
+}
+
+// Advertised is the host and port clients are told to use (known after
+// Listen).
+func (s *Server) Advertised() (host string, port int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.host, s.port
+}
+
+// ListenAndServe is Listen then Serve.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Serve accepts connections until ctx ends or Close is called, registering
+// this agent in the bucket meanwhile. Then it closes the listener and every
+// connection, removes the registration and returns nil.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.done != nil {
+		s.mu.Unlock()
+		return errors.New("kafka: Serve called twice")
+	}
+	s.done = make(chan struct{})
+	ln := s.ln
+	s.agents = newRegistry(s.svc.Log().Bucket(), agent{NodeID: s.nodeID, Addr: net.JoinHostPort(s.host, strconv.Itoa(int(s.port)))}, s.cfg.AgentTTL, s.log)
+	s.mu.Unlock()
+	defer close(s.done)
+
+	stop := context.AfterFunc(ctx, s.cancel)
+	defer stop()
+	// Registered before the first client can ask for metadata.
+	s.agents.register(s.ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.agents.run(s.ctx, s.cfg.AgentRefresh)
+	}()
+	go func() {
+		<-s.ctx.Done()
+		ln.Close()
+	}()
+	s.log.Info("kafka serving", "addr", ln.Addr().String(), "advertise", s.agents.self.Addr, "node_id", s.nodeID)
+
+	var failures int
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				break
+			}
+			// Out of file descriptors and the like: wait, then retry.
+			failures++
+			s.log.Warn("kafka accept failed; retrying", "err", err)
+			select {
+			case <-time.After(min(time.Duration(failures)*50*time.Millisecond, time.Second)):
+			case <-s.ctx.Done():
+			}
+			continue
+		}
+		failures = 0
+		s.startConn(c)
+	}
+	s.shutdown()
+	return nil
+}
+
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.agents.deregister(ctx)
+	s.log.Info("kafka stopped")
+}
+
+// Close stops the server as the end of Serve's context does, and waits for
+// Serve to return.
+func (s *Server) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	done := s.done
+	if done == nil {
+		s.closed = true
+		if s.ln != nil {
+			s.ln.Close()
+		}
+	}
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return nil
+}
+
+// conn is one client connection. A reader goroutine reads and decodes
+// frames and starts a goroutine per request; a writer goroutine writes the
+// responses in request order.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	queue  chan *slot
+	budget byteBudget
+	// produceOrder maps a partition to the completion of the last produce
+	// request on this connection that touched it (reader goroutine only).
+	produceOrder map[partitionKey]chan struct{}
+	once         sync.Once
+}
+
+// slot is one request's place in the response order.
+type slot struct {
+	done      chan struct{}
+	resp      []byte // framed response; nil writes nothing (acks=0)
+	closeConn bool   // close the connection once earlier responses are out
+	size      int
+}
+
+type partitionKey struct {
+	topic     string // name, or the topic id's bytes
+	partition int32
+}
+
+func (s *Server) startConn(nc net.Conn) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		s:            s,
+		nc:           nc,
+		log:          s.log.With("remote", nc.RemoteAddr().String()),
+		ctx:          ctx,
+		cancel:       cancel,
+		queue:        make(chan *slot, s.cfg.MaxInFlight-1),
+		budget:       byteBudget{max: s.cfg.MaxFrameBytes, freed: make(chan struct{}, 1)},
+		produceOrder: map[partitionKey]chan struct{}{},
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(2)
+	s.mu.Unlock()
+	go c.readLoop()
+	go c.writeLoop()
+}
+
+// close stops the connection; the loops end and the socket closes.
+func (c *conn) close() {
+	c.once.Do(func() {
+		c.cancel()
+		c.nc.Close()
+	})
+}
+
+func (c *conn) readLoop() {
+	defer c.s.wg.Done()
+	defer close(c.queue)
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("kafka connection reader panicked; closing the connection", "panic", p)
+			c.close()
+		}
+	}()
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	for {
+		frame, err := c.readFrame(br)
+		if err != nil {
+			if c.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.log.Warn("kafka connection closed", "err", err)
+			}
+			return
+		}
+		h, req, err := parseRequest(frame)
+		if err != nil {
+			var ue *unsupportedError
+			if errors.As(err, &ue) {
+				c.log.Warn("kafka request not supported; closing the connection as Kafka does", "err", err, "client_id", h.clientID, "correlation_id", h.correlationID)
+			} else {
+				c.log.Warn("kafka request malformed; closing the connection", "err", err, "bytes", len(frame))
+			}
+			c.budget.release(len(frame))
+			return
+		}
+		sl := &slot{done: make(chan struct{}), size: len(frame)}
+		select {
+		case c.queue <- sl:
+		case <-c.ctx.Done():
+			return
+		}
+		waits := c.orderProduce(req, sl.done)
+		c.s.wg.Add(1) // the reader's own count keeps the group above zero
+		go c.handle(h, req, sl, waits)
+	}
+}
+
+// readFrame reads one size-prefixed frame, after waiting until the
+// connection's in-flight bytes leave room for it.
+func (c *conn) readFrame(br *bufio.Reader) ([]byte, error) {
+	var size [4]byte
+	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	if _, err := io.ReadFull(br, size[:]); err != nil {
+		return nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(size[:])))
+	if n < 0 || n > c.s.cfg.MaxFrameBytes {
+		return nil, fmt.Errorf("%w: frame of %d bytes; the limit is %d (MaxFrameBytes)", errMalformed, n, c.s.cfg.MaxFrameBytes)
+	}
+	if err := c.budget.acquire(c.ctx, n); err != nil {
+		return nil, err
+	}
+	// Grow with the data that actually arrives rather than trusting the
+	// size prefix for one large allocation.
+	frame := make([]byte, 0, min(n, 64<<10))
+	for len(frame) < n {
+		if len(frame) == cap(frame) {
+			frame = slices.Grow(frame, min(n-len(frame), cap(frame)))
+		}
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		m, err := br.Read(frame[len(frame):min(cap(frame), n)])
+		frame = frame[:len(frame)+m]
+		if err != nil && len(frame) < n {
+			c.budget.release(n)
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("reading a %d-byte frame: %w", n, err)
+		}
+	}
+	return frame, nil
+}
+
+func (c *conn) writeLoop() {
+	defer c.s.wg.Done()
+	defer func() {
+		c.close()
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+	}()
+	for sl := range c.queue {
+		select {
+		case <-sl.done:
+		case <-c.ctx.Done():
+			return
+		}
+		if sl.resp != nil {
+			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := c.nc.Write(sl.resp); err != nil {
+				if c.ctx.Err() == nil {
+					c.log.Warn("kafka write failed; closing the connection", "err", err)
+				}
+				return
+			}
+		}
+		c.budget.release(sl.size)
+		if sl.closeConn {
+			return
+		}
+	}
+}
+
+// orderProduce chains a produce request behind the earlier requests on this
+// connection that touch the same partitions, and returns what each of its
+// partitions must wait for.
+func (c *conn) orderProduce(req kmsg.Request, done chan struct{}) map[partitionKey]chan struct{} {
+	pr, ok := req.(*kmsg.ProduceRequest)
+	if !ok {
+		return nil
+	}
+	waits := map[partitionKey]chan struct{}{}
+	for _, t := range pr.Topics {
+		name := t.Topic
+		if pr.Version >= 13 {
+			name = string(t.TopicID[:])
+		}
+		for _, p := range t.Partitions {
+			k := partitionKey{name, p.Partition}
+			if prev, ok := c.produceOrder[k]; ok {
+				select {
+				case <-prev:
+				default:
+					waits[k] = prev
+				}
+			}
+			c.produceOrder[k] = done
+		}
+	}
+	if len(c.produceOrder) > 4096 {
+		for k, ch := range c.produceOrder {
+			select {
+			case <-ch:
+				delete(c.produceOrder, k)
+			default:
+			}
+		}
+	}
+	return waits
+}
+
+func (c *conn) handle(h header, req kmsg.Request, sl *slot, waits map[partitionKey]chan struct{}) {
+	defer c.s.wg.Done()
+	defer close(sl.done)
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("kafka request handler panicked; closing the connection", "api", kmsg.NameForKey(h.key), "version", h.version, "panic", p)
+			sl.resp, sl.closeConn = nil, true
+		}
+	}()
+	resp, closeConn := c.s.dispatch(c.ctx, c, h, req, waits)
+	sl.closeConn = closeConn
+	if resp != nil {
+		sl.resp = appendResponse(nil, h, resp)
+	}
+}
+
+// byteBudget bounds the request bytes a connection has in flight. A request
+// is always admitted when nothing else is in flight.
+type byteBudget struct {
+	mu    sync.Mutex
+	used  int
+	max   int
+	freed chan struct{}
+}
+
+func (b *byteBudget) acquire(ctx context.Context, n int) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
+}
