@@ -102,8 +102,13 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 			opts.PollMin = 20 * time.Millisecond
 		}
 	}
+	// Every agent applies every entry type in the log, whether or not it
+	// serves Kafka: an agent without the consumer-group owner would stop at
+	// the first offset commit another agent made.
 	var owners []commitlog.Owner
-	if cfg.KafkaAddr != "" {
+	if cfg.KafkaAddr == "" {
+		owners = append(owners, groups.NewOffsets())
+	} else {
 		gcfg := cfg.Groups
 		gcfg.Logger = cfg.Logger
 		gcfg.NodeID = kafka.NodeIDFor

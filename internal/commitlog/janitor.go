@@ -3,7 +3,6 @@ package commitlog
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/twoway/twoway/bucket"
@@ -15,11 +14,10 @@ import (
 // comment), only the avoidance of duplicate work does.
 const JanitorLease = "janitor"
 
-// ProposeLease proposes a lease operation ("acquire" at epoch, "renew" or
-// "release" at the current epoch) and reports whether it took effect.
-func (l *Log) ProposeLease(ctx context.Context, op, name string, epoch uint64, addr string) (bool, error) {
-	data, _ := json.Marshal(leaseOp{Op: op, Name: name, Holder: l.opts.AgentID, Epoch: epoch, Addr: addr})
-	_, res, err := l.Propose(ctx, Entry{Type: TypeLease, Data: data})
+// ProposeLease commits one lease entry (LeaseAcquire, LeaseRenew,
+// LeaseRelease) and reports whether it took effect.
+func (l *Log) ProposeLease(ctx context.Context, e Entry) (bool, error) {
+	_, res, err := l.Propose(ctx, e)
 	if err != nil {
 		return false, err
 	}
@@ -71,13 +69,13 @@ func (l *Log) janitorTick(js *janitorState) {
 	lease := l.Lease(JanitorLease)
 	if lease.Holder != l.opts.AgentID {
 		if js.watch.Expired(lease, now, l.opts.LeaseDuration) {
-			if ok, err := l.ProposeLease(ctx, "acquire", JanitorLease, lease.Epoch+1, ""); err == nil && ok {
+			if ok, err := l.ProposeLease(ctx, LeaseAcquire(JanitorLease, l.opts.AgentID, "", lease)); err == nil && ok {
 				l.log.Info("holding the janitor lease", "epoch", lease.Epoch+1)
 			}
 		}
 		return
 	}
-	if ok, err := l.ProposeLease(ctx, "renew", JanitorLease, lease.Epoch, ""); err != nil || !ok {
+	if ok, err := l.ProposeLease(ctx, LeaseRenew(JanitorLease, l.opts.AgentID, lease.Epoch)); err != nil || !ok {
 		return
 	}
 	l.maintain(ctx, now)

@@ -132,8 +132,14 @@ type Stats struct {
 	Reloads        atomic.Int64 // restarts from a checkpoint after a gap
 }
 
-// ErrClosed is returned for proposals made to, or cut off by, a closed log.
+// ErrClosed is returned for proposals cut off by a closed log. Alone it
+// means the outcome is unknown (a commit may have landed); wrapped together
+// with ErrNotCommitted (errors.Is both) it means the proposal never reached
+// the bucket.
 var ErrClosed = errors.New("commit log closed")
+
+// errClosedNotCommitted is ErrClosed for proposals known not to be committed.
+var errClosedNotCommitted = fmt.Errorf("%w: %w", ErrNotCommitted, ErrClosed)
 
 // ErrNotCommitted means a proposal was definitely not committed (it can be
 // retried safely).
@@ -243,7 +249,7 @@ func (l *Log) Close() error {
 	l.wg.Wait()
 	l.pendMu.Lock()
 	for _, p := range l.pending {
-		p.err = ErrClosed
+		p.err = errClosedNotCommitted
 		close(p.done)
 	}
 	l.pending = nil
@@ -332,7 +338,7 @@ func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, err
 	l.pendMu.Lock()
 	if l.ctx.Err() != nil {
 		l.pendMu.Unlock()
-		return 0, nil, ErrClosed
+		return 0, nil, errClosedNotCommitted
 	}
 	l.pending = append(l.pending, p)
 	l.pendBytes += p.blobLen

@@ -359,3 +359,40 @@ func TestStalledAgentReloadsAfterGap(t *testing.T) {
 	}
 	check(t, b, append(acked, id), []*Log{active, slow}, []*recorder{rec, slowRec})
 }
+
+// A takeover applies only if the lease is exactly as the proposer saw it: an
+// agent that lags behind the log and missed renewals cannot depose a live
+// holder, and apply reaches the same verdict on every agent.
+func TestLeaseAcquireIsConditional(t *testing.T) {
+	b := openFile(t)
+	opts := testOptions()
+	opts.NoJanitor = true
+	l, _ := openLog(t, b, opts)
+	ctx := context.Background()
+	ok, err := l.ProposeLease(ctx, LeaseAcquire("x", "a", "", Lease{}))
+	if err != nil || !ok {
+		t.Fatalf("first acquire: %v %v", ok, err)
+	}
+	stale := l.Lease("x") // what a lagging agent saw
+	if ok, _ := l.ProposeLease(ctx, LeaseRenew("x", "a", 1)); !ok {
+		t.Fatal("renew by the holder failed")
+	}
+	if ok, _ := l.ProposeLease(ctx, LeaseAcquire("x", "b", "", stale)); ok {
+		t.Fatal("takeover based on a view that missed a renewal took effect")
+	}
+	if got := l.Lease("x"); got.Holder != "a" || got.Epoch != 1 || got.Renewals != 1 {
+		t.Fatalf("lease after rejected takeover: %+v", got)
+	}
+	if ok, _ := l.ProposeLease(ctx, LeaseRenew("x", "b", 1)); ok {
+		t.Fatal("renew by a non-holder took effect")
+	}
+	if ok, _ := l.ProposeLease(ctx, LeaseAcquire("x", "b", "addr", l.Lease("x"))); !ok {
+		t.Fatal("takeover based on the current view failed")
+	}
+	if ok, _ := l.ProposeLease(ctx, LeaseRenew("x", "a", 1)); ok {
+		t.Fatal("the deposed holder renewed at its stale epoch")
+	}
+	if got := l.Lease("x"); got.Holder != "b" || got.Epoch != 2 || got.Addr != "addr" {
+		t.Fatalf("lease after takeover: %+v", got)
+	}
+}

@@ -78,6 +78,17 @@ func newMux(owners []Owner) (*mux, error) {
 		m.owners = append(m.owners, o)
 	}
 	sort.Slice(m.owners, func(i, j int) bool { return m.owners[i].Name() < m.owners[j].Name() })
+	var ls *leases
+	for _, o := range owners {
+		if l, ok := o.(*leases); ok {
+			ls = l
+		}
+	}
+	for _, o := range owners {
+		if lr, ok := o.(LeaseReader); ok && ls != nil {
+			lr.UseLeases(func(name string) Lease { return ls.m[name] })
+		}
+	}
 	return m, nil
 }
 
@@ -134,6 +145,41 @@ type leaseOp struct {
 	Epoch  uint64 `json:"epoch"`
 	// Addr is what the holder advertises (e.g. a group coordinator's address).
 	Addr string `json:"addr,omitempty"`
+	// Renewals (acquire only) is the renewal count the proposer saw when it
+	// judged the lease expired: the takeover applies only if no renewal
+	// happened since, so an agent that lags behind the log cannot depose a
+	// live holder.
+	Renewals uint64 `json:"renewals,omitempty"`
+}
+
+// LeaseAcquire is the entry that takes lease name at the next epoch after
+// seen, the lease as the proposer last observed it. It takes effect only if
+// the lease is still exactly at seen's epoch and renewal count.
+func LeaseAcquire(name, holder, addr string, seen Lease) Entry {
+	return leaseEntry(leaseOp{Op: "acquire", Name: name, Holder: holder, Epoch: seen.Epoch + 1, Addr: addr, Renewals: seen.Renewals})
+}
+
+// LeaseRenew is the entry by which holder renews lease name at epoch.
+func LeaseRenew(name, holder string, epoch uint64) Entry {
+	return leaseEntry(leaseOp{Op: "renew", Name: name, Holder: holder, Epoch: epoch})
+}
+
+// LeaseRelease is the entry by which holder gives lease name up.
+func LeaseRelease(name, holder string, epoch uint64) Entry {
+	return leaseEntry(leaseOp{Op: "release", Name: name, Holder: holder, Epoch: epoch})
+}
+
+func leaseEntry(op leaseOp) Entry {
+	data, _ := json.Marshal(op)
+	return Entry{Type: TypeLease, Data: data}
+}
+
+// LeaseReader is implemented by Owners whose entries are fenced by a lease.
+// The log hands them, once, a function reading the applied lease state; it
+// may be called only from Apply (the state lock is held then), and it sees
+// the lease entries of earlier entries in the same commit.
+type LeaseReader interface {
+	UseLeases(func(name string) Lease)
 }
 
 // Lease is the applied state of one named lease. Anything a holder commits
@@ -164,7 +210,7 @@ func (l *leases) Apply(_ uint64, e Entry) any {
 	cur := l.m[op.Name]
 	switch op.Op {
 	case "acquire":
-		if op.Epoch != cur.Epoch+1 || op.Holder == "" {
+		if op.Epoch != cur.Epoch+1 || op.Renewals != cur.Renewals || op.Holder == "" {
 			return ErrStaleEpoch
 		}
 		l.m[op.Name] = Lease{Holder: op.Holder, Epoch: op.Epoch, Addr: op.Addr}

@@ -52,7 +52,7 @@ func (l *Log) sealLoop() {
 			case l.sealed <- sb:
 			case <-l.ctx.Done():
 				for _, p := range props {
-					p.err = ErrClosed
+					p.err = errClosedNotCommitted
 					close(p.done)
 				}
 				return
@@ -135,7 +135,7 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 			}
 			l.log.Warn("chunk upload failed; retrying", "key", key, "err", err)
 			if !l.sleep(backoff(attempt)) {
-				sb.err = ErrClosed
+				sb.err = errClosedNotCommitted
 				return
 			}
 		}
@@ -253,12 +253,16 @@ func (l *Log) sequence(entries []Entry, inline []byte, oldestChunk time.Time) (u
 		return l.inflightSeq, l.inflightResults, l.inflightSeq != 0
 	}
 	failures := 0
+	attempted := false // a write whose outcome we did not learn
 	for {
 		if err := l.Err(); err != nil {
 			return 0, nil, err
 		}
 		if l.ctx.Err() != nil {
-			return 0, nil, ErrClosed
+			if attempted {
+				return 0, nil, ErrClosed
+			}
+			return 0, nil, errClosedNotCommitted
 		}
 		if seq, res, ok := done(); ok {
 			return seq, res, nil
@@ -280,6 +284,7 @@ func (l *Log) sequence(entries []Entry, inline []byte, oldestChunk time.Time) (u
 		ctx, cancel := context.WithTimeout(l.ctx, l.opts.CommitTimeout)
 		_, err := l.b.PutIfAbsent(ctx, LogKey(seq), bytes.NewReader(body), int64(len(body)))
 		cancel()
+		attempted = err != nil && !bucket.IsPrecondition(err)
 		switch {
 		case err == nil:
 			l.confirmTail(start)

@@ -219,7 +219,7 @@ func (c *Coordinator) Close() error {
 	var entries []commitlog.Entry
 	for name, h := range hs {
 		h.g.shutdown()
-		entries = append(entries, leaseEntry(cl, "release", name, h.epoch, ""))
+		entries = append(entries, commitlog.LeaseRelease(LeaseName(name), cl.AgentID(), h.epoch))
 	}
 	if len(entries) == 0 {
 		return nil
@@ -249,19 +249,6 @@ func (c *Coordinator) commitLog() *commitlog.Log {
 // leaseOp is the payload of the log core's lease entry (docs/FORMAT.md,
 // entry type 1). Proposing the entries directly lets one commit carry many
 // renewals, or an acquisition together with our fencing entry.
-type leaseOp struct {
-	Op     string `json:"op"`
-	Name   string `json:"name"`
-	Holder string `json:"holder"`
-	Epoch  uint64 `json:"epoch"`
-	Addr   string `json:"addr,omitempty"`
-}
-
-func leaseEntry(cl *commitlog.Log, op, group string, epoch uint64, addr string) commitlog.Entry {
-	data, _ := json.Marshal(leaseOp{Op: op, Name: LeaseName(group), Holder: cl.AgentID(), Epoch: epoch, Addr: addr})
-	return commitlog.Entry{Type: commitlog.TypeLease, Data: data}
-}
-
 func jsonEntry(typ uint16, v any) commitlog.Entry {
 	data, _ := json.Marshal(v)
 	return commitlog.Entry{Type: typ, Data: data}
@@ -386,7 +373,7 @@ func (c *Coordinator) acquire(ctx context.Context, cl *commitlog.Log, group stri
 	start := time.Now()
 	epoch := seen.Epoch + 1
 	_, res, err := cl.Propose(ctx,
-		leaseEntry(cl, "acquire", group, epoch, c.addr),
+		commitlog.LeaseAcquire(LeaseName(group), cl.AgentID(), c.addr, seen),
 		jsonEntry(TypeCoordinatorEpoch, epochEntry{Group: group, Epoch: epoch}))
 	if err != nil {
 		return err
@@ -463,9 +450,9 @@ func (c *Coordinator) renew() {
 	for i, it := range items {
 		if it.release {
 			it.h.g.shutdown()
-			entries[i] = leaseEntry(cl, "release", it.name, it.h.epoch, "")
+			entries[i] = commitlog.LeaseRelease(LeaseName(it.name), cl.AgentID(), it.h.epoch)
 		} else {
-			entries[i] = leaseEntry(cl, "renew", it.name, it.h.epoch, "")
+			entries[i] = commitlog.LeaseRenew(LeaseName(it.name), cl.AgentID(), it.h.epoch)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.LeaseDuration/2)

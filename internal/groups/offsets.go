@@ -104,6 +104,19 @@ type groupRecord struct {
 // called with the log's state lock held; read it through Log.View.
 type Offsets struct {
 	groups map[string]*groupRecord
+	// lease reads the applied state of a group's coordinator lease (set by
+	// the log, see commitlog.LeaseReader); nil when used without a log.
+	lease func(name string) commitlog.Lease
+}
+
+// UseLeases lets apply fence entries by the coordinator lease itself.
+func (o *Offsets) UseLeases(read func(name string) commitlog.Lease) { o.lease = read }
+
+// leaseAllows reports whether epoch is the current epoch of the group's
+// coordinator lease. Entries made for an epoch that never took effect (an
+// acquire that lost) or that has passed are stale.
+func (o *Offsets) leaseAllows(group string, epoch uint64) bool {
+	return o.lease == nil || o.lease(LeaseName(group)).Epoch == epoch
 }
 
 // NewOffsets returns an empty offsets state machine.
@@ -154,6 +167,9 @@ func (o *Offsets) Apply(_ uint64, e commitlog.Entry) any {
 		var en epochEntry
 		if err := json.Unmarshal(e.Data, &en); err != nil || en.Group == "" {
 			return fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		if !o.leaseAllows(en.Group, en.Epoch) {
+			return commitlog.ErrStaleEpoch
 		}
 		g := o.record(en.Group)
 		g.Epoch = max(g.Epoch, en.Epoch)
@@ -233,6 +249,9 @@ func (o *Offsets) record(group string) *groupRecord {
 // admit fences an entry: it is accepted only if its epoch is at least the
 // group's highest epoch, which it then becomes.
 func (o *Offsets) admit(group string, epoch uint64) (*groupRecord, bool) {
+	if !o.leaseAllows(group, epoch) {
+		return nil, false
+	}
 	g := o.record(group)
 	if epoch < g.Epoch {
 		return nil, false

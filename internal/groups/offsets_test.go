@@ -220,3 +220,36 @@ func FuzzOffsetsApply(f *testing.F) {
 		}
 	})
 }
+
+// With the log's lease state at hand, apply fences by the lease itself: an
+// epoch raise or offset commit for an epoch the lease is not at (an acquire
+// that lost, or a deposed coordinator) changes nothing.
+func TestOffsetsFenceByAppliedLease(t *testing.T) {
+	o := NewOffsets()
+	lease := commitlog.Lease{Holder: "a", Epoch: 3}
+	o.UseLeases(func(name string) commitlog.Lease {
+		if name != LeaseName("g") {
+			return commitlog.Lease{}
+		}
+		return lease
+	})
+	entry := func(typ uint16, v any) commitlog.Entry {
+		data, _ := json.Marshal(v)
+		return commitlog.Entry{Type: typ, Data: data}
+	}
+	if r := o.Apply(1, entry(TypeCoordinatorEpoch, epochEntry{Group: "g", Epoch: 4})); !errors.Is(r.(error), commitlog.ErrStaleEpoch) {
+		t.Fatalf("epoch raise past the lease: %v", r)
+	}
+	if got := o.Epoch("g"); got != 0 {
+		t.Fatalf("a lost acquire raised the fencing epoch to %d", got)
+	}
+	if r := o.Apply(2, entry(TypeCoordinatorEpoch, epochEntry{Group: "g", Epoch: 3})); r != nil {
+		t.Fatalf("epoch raise at the lease's epoch: %v", r)
+	}
+	if r := o.Apply(3, entry(TypeOffsetCommit, commitEntry{Group: "g", Epoch: 2})); r == nil {
+		t.Fatal("commit from a deposed coordinator was applied")
+	}
+	if r := o.Apply(4, entry(TypeOffsetCommit, commitEntry{Group: "g", Epoch: 3})); r != nil {
+		t.Fatalf("commit from the holder: %v", r)
+	}
+}
