@@ -127,6 +127,7 @@ type Stats struct {
 	Applied        atomic.Int64 // commits applied (own and others')
 	ChunksWritten  atomic.Int64
 	ChunkBytes     atomic.Int64
+	RewrittenBytes atomic.Int64 // chunk bytes written by PutChunk (compaction)
 	Checkpoints    atomic.Int64
 	Deleted        atomic.Int64 // objects deleted by GC
 	Reloads        atomic.Int64 // restarts from a checkpoint after a gap

@@ -97,7 +97,10 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 		sb.refs[i] = make([]Ref, len(p.entries))
 		for j, e := range p.entries {
 			if len(e.Blob) == 0 {
-				continue // an empty blob is no blob
+				// No blob (an empty one is none): keep the ref the
+				// proposer gave, if any (an object it wrote itself).
+				sb.refs[i][j] = e.Ref
+				continue
 			}
 			sb.refs[i][j] = Ref{Off: int64(len(buf) - base), Len: int64(len(e.Blob)), CRC: CRC(e.Blob)}
 			buf = append(buf, e.Blob...)
@@ -111,7 +114,7 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 	key := fmt.Sprintf("%s%020d-%s-%d", ChunkPrefix, time.Now().UnixMilli(), l.opts.AgentID, l.chunkN.Add(1))
 	for i := range sb.refs {
 		for j := range sb.refs[i] {
-			if r := &sb.refs[i][j]; r.Len > 0 {
+			if r := &sb.refs[i][j]; len(props[i].entries[j].Blob) > 0 {
 				r.Key, r.Off = key, r.Off+int64(base)
 			}
 		}
@@ -142,6 +145,29 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 	}()
 	return sb
 }
+
+// PutChunk writes blobs as one chunk object of its own and returns their
+// refs, for owners that rewrite data outside the group commit (compaction).
+// The caller must commit a reference to the chunk within Grace/4 of calling
+// PutChunk, or leave it to garbage collection.
+func (l *Log) PutChunk(ctx context.Context, blobs [][]byte) ([]Ref, error) {
+	buf := chunkHeader()
+	refs := make([]Ref, len(blobs))
+	key := fmt.Sprintf("%s%020d-%s-%d", ChunkPrefix, time.Now().UnixMilli(), l.opts.AgentID, l.chunkN.Add(1))
+	for i, b := range blobs {
+		refs[i] = Ref{Key: key, Off: int64(len(buf)), Len: int64(len(b)), CRC: CRC(b)}
+		buf = append(buf, b...)
+	}
+	if _, err := l.b.PutIfAbsent(ctx, key, bytes.NewReader(buf), int64(len(buf))); err != nil {
+		return nil, err
+	}
+	l.Stats.RewrittenBytes.Add(int64(len(buf)))
+	return refs, nil
+}
+
+// IsJanitor reports whether this agent holds the janitor lease now (as far
+// as its applied state says).
+func (l *Log) IsJanitor() bool { return l.Lease(JanitorLease).Holder == l.opts.AgentID }
 
 func backoff(attempt int) time.Duration {
 	d := 10 * time.Millisecond << min(attempt, 8)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,8 @@ type Options struct {
 	CacheBytes int64
 	// Owners are further state machines sharing the log (consumer groups...).
 	Owners []commitlog.Owner
+	// Compact tunes the compaction of the record index.
+	Compact CompactOptions
 }
 
 // Service is one agent's view of the streams in a bucket. It is safe for
@@ -37,6 +40,8 @@ type Service struct {
 	opts  Options
 	cache *blobCache
 	rr    atomic.Uint32
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 // Open opens (or creates) the streams in bucket b.
@@ -47,17 +52,34 @@ func Open(ctx context.Context, b bucket.Bucket, opts Options) (*Service, error) 
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 256 << 20
 	}
+	if opts.Log.Logger == nil {
+		opts.Log.Logger = slog.Default()
+	}
+	opts.Compact.fill()
 	st := newState()
 	owners := append([]commitlog.Owner{st}, opts.Owners...)
 	l, err := commitlog.Open(ctx, b, owners, opts.Log)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{log: l, st: st, opts: opts, cache: newBlobCache(opts.CacheBytes)}, nil
+	s := &Service{log: l, st: st, opts: opts, cache: newBlobCache(opts.CacheBytes), done: make(chan struct{})}
+	cctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go func() {
+		defer close(s.done)
+		if !opts.Compact.Disabled && !opts.Log.NoJanitor {
+			s.compactLoop(cctx)
+		}
+	}()
+	return s, nil
 }
 
-// Close stops the agent's log.
-func (s *Service) Close() error { return s.log.Close() }
+// Close stops compaction and the agent's log.
+func (s *Service) Close() error {
+	s.stop()
+	<-s.done
+	return s.log.Close()
+}
 
 // Log exposes the commit log (stats, sync, leases).
 func (s *Service) Log() *commitlog.Log { return s.log }

@@ -199,7 +199,7 @@ func newState() *state { return &state{topics: map[string]*topic{}, producers: m
 func (s *state) Name() string { return "streams" }
 
 func (s *state) Types() []uint16 {
-	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer}
+	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer, TypeCompact}
 }
 
 func (s *state) Reset() { *s = *newState() }
@@ -352,6 +352,8 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		}
 		t.Config = cfg
 		return nil
+	case TypeCompact:
+		return s.applyCompact(e)
 	case TypeTruncate:
 		var te truncateEntry
 		if err := json.Unmarshal(e.Data, &te); err != nil {

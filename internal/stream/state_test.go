@@ -23,7 +23,12 @@ func randomEntries(rng *rand.Rand, n int) []commitlog.Entry {
 	}
 	for i := range n {
 		name := names[rng.IntN(len(names))]
-		switch rng.IntN(12) {
+		switch rng.IntN(13) {
+		case 12:
+			base := int64(rng.IntN(40))
+			e := mk(TypeCompact, compactEntry{Topic: name, ID: uint64(rng.IntN(20)), Partition: int32(rng.IntN(3)), Base: base, End: base + int64(rng.IntN(30)), Segments: rng.IntN(5)})
+			e.Ref = commitlog.Ref{Key: "chunks/c", Off: int64(i), Len: int64(rng.IntN(2000))}
+			out = append(out, e)
 		case 10:
 			out = append(out, mk(TypeInitProducer, initProducerEntry{PID: int64(rng.IntN(3)), Epoch: int16(rng.IntN(2))}))
 		case 11:
@@ -231,5 +236,48 @@ func TestIdempotentProducerSequences(t *testing.T) {
 	}
 	if p := s.topics["t"].Partitions[0]; p.End != 11 {
 		t.Fatalf("end offset %d, want 11 (duplicates must not append)", p.End)
+	}
+}
+
+func TestCompactSwapsOnlyAnExactRun(t *testing.T) {
+	s := newState()
+	data, _ := json.Marshal(createEntry{TopicConfig: TopicConfig{Name: "t", Partitions: 1, RetentionMs: -1, RetentionBytes: -1}})
+	s.Apply(1, commitlog.Entry{Type: TypeCreateTopic, Data: data})
+	for i := range 6 {
+		pe, _ := json.Marshal(produceEntry{Topic: "t", Partition: 0, Count: 10, MaxTs: int64(i), AppendMs: int64(i)})
+		s.Apply(uint64(i+2), commitlog.Entry{Type: TypeProduce, Data: pe, Ref: commitlog.Ref{Key: fmt.Sprintf("chunks/%d", i), Len: 100}})
+	}
+	compact := func(base, end int64, segs int, size int64) any {
+		ce, _ := json.Marshal(compactEntry{Topic: "t", ID: 1, Partition: 0, Base: base, End: end, Segments: segs})
+		return s.Apply(20, commitlog.Entry{Type: TypeCompact, Data: ce, Ref: commitlog.Ref{Key: "chunks/merged", Len: size}})
+	}
+	for _, bad := range []struct {
+		base, end int64
+		segs      int
+		size      int64
+	}{
+		{5, 30, 3, 300},  // base inside a segment
+		{10, 30, 3, 300}, // end does not match the run
+		{10, 40, 3, 299}, // size differs
+		{10, 40, 1, 100}, // a run of one
+		{50, 70, 2, 200}, // past the end of the index
+	} {
+		if r := compact(bad.base, bad.end, bad.segs, bad.size); r == nil {
+			t.Fatalf("compaction %+v applied", bad)
+		}
+	}
+	if r := compact(10, 40, 3, 300); r != nil {
+		t.Fatalf("exact run: %v", r)
+	}
+	p := s.topics["t"].Partitions[0]
+	if len(p.Segments) != 4 || p.Segments[1].Ref.Key != "chunks/merged" || p.Segments[1].Count != 30 || p.Segments[1].MaxTs != 3 || p.Bytes != 600 {
+		t.Fatalf("after compaction: %+v", p.Segments)
+	}
+	checkInvariants(t, s)
+	// Retention that cut into the run first makes the swap stale.
+	tr, _ := json.Marshal(truncateEntry{Topic: "t", ID: 1, Partition: 0, Offset: 50})
+	s.Apply(21, commitlog.Entry{Type: TypeTruncate, Data: tr})
+	if r := compact(40, 60, 2, 200); r == nil {
+		t.Fatal("compaction of a truncated run applied")
 	}
 }

@@ -53,6 +53,14 @@ func truthLogOptions() commitlog.Options {
 	}
 }
 
+// truthOptions also compact the index during the run.
+func truthOptions() Options {
+	return Options{
+		Log:     truthLogOptions(),
+		Compact: CompactOptions{Interval: 100 * time.Millisecond, Age: 200 * time.Millisecond, MinSegments: 8, Target: 64 << 10},
+	}
+}
+
 func TestManyWritersOneTruthFile(t *testing.T) {
 	runTruth(t, "file://"+t.TempDir())
 }
@@ -114,7 +122,7 @@ func runTruth(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := Open(ctx, b, Options{Log: truthLogOptions()})
+	admin, err := Open(ctx, b, truthOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +195,7 @@ func runTruth(t *testing.T, url string) {
 		t.Fatalf("only %d records acknowledged: the run did too little to prove anything", len(acked))
 	}
 	// Check through a fresh agent on the bare bucket, without faults.
-	checker, err := Open(ctx, b, Options{Log: truthLogOptions()})
+	checker, err := Open(ctx, b, truthOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +350,7 @@ func TestTruthChild(t *testing.T) {
 	}
 	var s *Service
 	for attempt := 0; ; attempt++ { // opening reads through faults too
-		if s, err = Open(ctx, fb, Options{Log: truthLogOptions()}); err == nil {
+		if s, err = Open(ctx, fb, truthOptions()); err == nil {
 			break
 		}
 		if attempt > 20 {
@@ -414,6 +422,6 @@ func TestTruthChild(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "digest-"+id), []byte(digestOf(s, t)), 0o644)
 	s.Close()
 	st := &s.Log().Stats
-	t.Logf("agent %d.%d: injected %d faults; commits %d, conflicts %d, unknown outcomes %d, checkpoints %d, objects collected %d, reloads %d",
-		agent, inc, fb.Injected(), st.Commits.Load(), st.Conflicts.Load(), st.UnknownOutcome.Load(), st.Checkpoints.Load(), st.Deleted.Load(), st.Reloads.Load())
+	t.Logf("agent %d.%d: injected %d faults; commits %d, conflicts %d, unknown outcomes %d, checkpoints %d, objects collected %d, bytes compacted %d, reloads %d",
+		agent, inc, fb.Injected(), st.Commits.Load(), st.Conflicts.Load(), st.UnknownOutcome.Load(), st.Checkpoints.Load(), st.Deleted.Load(), st.RewrittenBytes.Load(), st.Reloads.Load())
 }
