@@ -3,7 +3,8 @@
 #   make test        everything: tools, gofmt, go vet, all tests with MinIO up
 #   make test-short  go test -short ./... without external servers (S3 tests skip)
 #   make build       the twoway binary
-#   make tools       test tools under .tools/bin (MinIO), reused when present
+#   make tools       test tools, reused when present: MinIO under .tools/bin,
+#                    kcat (apt-get), kafkajs (npm ci in test/kafkajs)
 
 GO    ?= go
 TOOLS := $(CURDIR)/.tools/bin
@@ -18,11 +19,17 @@ MINIO_STAMP   := $(TOOLS)/.minio-$(MINIO_VERSION)
 # Extra flags for go test, e.g. make test GOTESTFLAGS=-race.
 GOTESTFLAGS ?=
 
-.PHONY: all tools test test-short build fmt-check vet
+# kafkajs is pinned by test/kafkajs/package-lock.json and installed there by
+# npm ci; the stamp is inside node_modules, so deleting node_modules or
+# changing the lock file reinstalls it.
+KAFKAJS_DIR   := $(CURDIR)/test/kafkajs
+KAFKAJS_STAMP := $(KAFKAJS_DIR)/node_modules/.twoway-installed
+
+.PHONY: all tools kcat kafkajs test test-short build fmt-check vet
 
 all: build
 
-tools: $(MINIO)
+tools: $(MINIO) kcat kafkajs
 
 $(MINIO): $(MINIO_STAMP)
 	@echo "installing MinIO $(MINIO_VERSION) into $(TOOLS) (a few minutes the first time)"
@@ -33,6 +40,33 @@ $(MINIO_STAMP):
 	@mkdir -p $(TOOLS)
 	@rm -f $(TOOLS)/.minio-*
 	@touch $@
+
+# kcat (librdkafka's command-line client) comes from the system's packages:
+# apt-get installs it when it is missing, as root or through sudo, fetching
+# the package lists first only when the install fails without them. Without
+# apt-get the kcat tests skip (and fail under CI=true) until kcat is
+# installed some other way.
+kcat:
+	@if command -v kcat >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "kcat is missing and there is no apt-get: install kcat to run the kcat tests"; \
+	else \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing kcat with apt-get"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$sudo apt-get install -y --no-install-recommends kcat || \
+		{ $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends kcat; }; \
+	fi
+
+kafkajs: $(KAFKAJS_STAMP)
+
+$(KAFKAJS_STAMP): $(KAFKAJS_DIR)/package.json $(KAFKAJS_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing kafkajs into test/kafkajs (npm ci)"; \
+		cd $(KAFKAJS_DIR) && npm ci --no-audit --no-fund && touch $@; \
+	else \
+		echo "npm is missing: install Node.js 20 or later to run the kafkajs tests"; \
+	fi
 
 fmt-check:
 	@out=$$(gofmt -l .); \

@@ -513,3 +513,48 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 	}
 	return c.Conn.Write(p)
 }
+
+// A client that goes away with a request in flight is routine (kcat and
+// other consumers exit with a fetch waiting for records): the server logs
+// no warning about it, only a debug line, and keeps serving.
+func TestClientGoneIsNoWarning(t *testing.T) {
+	ctx := context.Background()
+	var logs logBuffer
+	svc := testService(t, testBucket(t))
+	if err := svc.CreateTopic(ctx, stream.TopicConfig{Name: "gone", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	srv := testServer(t, svc, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	c := dial(t, srv.Addr().String())
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version = 12
+	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes, fetch.SessionEpoch = 300, 1, 1<<20, -1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "gone"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes = 1 << 20
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	// One write holding both requests: once the first is answered, the
+	// server has read the second too, a fetch that waits for records.
+	versions := kmsg.NewPtrApiVersionsRequest()
+	both := append(formatter.AppendRequest(nil, versions, 1), formatter.AppendRequest(nil, fetch, 2)...)
+	if _, err := c.Write(both); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, c, 1, versions)
+	// Reset rather than close, as librdkafka does with responses unread:
+	// the server's read fails at once and its write of the fetch response
+	// fails too.
+	if err := c.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, "the failed write of the fetch response", func() bool { return logs.contains("kafka client went away") })
+	if logs.contains("level=WARN") || logs.contains("level=ERROR") {
+		t.Errorf("a client going away was logged as a problem:\n%s", logs.buf.String())
+	}
+	apiVersionsWorks(t, srv.Addr().String())
+}

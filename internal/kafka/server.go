@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -413,7 +414,7 @@ func (c *conn) readLoop() {
 	for {
 		frame, err := c.readFrame(br)
 		if err != nil {
-			if c.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if c.ctx.Err() == nil && !clientGone(err) {
 				c.log.Warn("kafka connection closed", "err", err)
 			}
 			return
@@ -494,7 +495,11 @@ func (c *conn) writeLoop() {
 		if sl.resp != nil {
 			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err := c.nc.Write(sl.resp); err != nil {
-				if c.ctx.Err() == nil {
+				switch {
+				case c.ctx.Err() != nil:
+				case clientGone(err):
+					c.log.Debug("kafka client went away before its response", "err", err)
+				default:
 					c.log.Warn("kafka write failed; closing the connection", "err", err)
 				}
 				return
@@ -505,6 +510,16 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// clientGone reports whether a connection error only means that the client
+// closed or reset the connection. That is routine, not worth a warning:
+// clients exit with requests in flight, such as a consumer's fetch waiting
+// for records or a heartbeat, and librdkafka resets connections it closes
+// with responses unread.
+func clientGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // orderProduce chains a produce request behind the earlier requests on this
