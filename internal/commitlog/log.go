@@ -329,8 +329,18 @@ func (l *Log) Sync(ctx context.Context) error {
 // number and each entry's apply result. On ErrNotCommitted nothing was
 // committed; on a context error the outcome is unknown.
 func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, error) {
+	return l.Submit(entries...)(ctx)
+}
+
+// Submit queues entries for the next commit without waiting, and returns
+// the function that waits for the outcome (as Propose does). Entries
+// submitted earlier, by any goroutine, are committed in an earlier commit or
+// earlier in the same one: callers that must keep an order (a Kafka
+// connection's produce requests to one partition) submit in that order and
+// wait concurrently.
+func (l *Log) Submit(entries ...Entry) func(context.Context) (uint64, []any, error) {
 	if err := l.Err(); err != nil {
-		return 0, nil, err
+		return func(context.Context) (uint64, []any, error) { return 0, nil, err }
 	}
 	p := &proposal{entries: entries, done: make(chan struct{})}
 	for _, e := range entries {
@@ -339,7 +349,7 @@ func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, err
 	l.pendMu.Lock()
 	if l.ctx.Err() != nil {
 		l.pendMu.Unlock()
-		return 0, nil, errClosedNotCommitted
+		return func(context.Context) (uint64, []any, error) { return 0, nil, errClosedNotCommitted }
 	}
 	l.pending = append(l.pending, p)
 	l.pendBytes += p.blobLen
@@ -348,11 +358,13 @@ func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, err
 	case l.pendWake <- struct{}{}:
 	default:
 	}
-	select {
-	case <-p.done:
-		return p.seq, p.results, p.err
-	case <-ctx.Done():
-		return 0, nil, fmt.Errorf("commit outcome unknown: %w", ctx.Err())
+	return func(ctx context.Context) (uint64, []any, error) {
+		select {
+		case <-p.done:
+			return p.seq, p.results, p.err
+		case <-ctx.Done():
+			return 0, nil, fmt.Errorf("commit outcome unknown: %w", ctx.Err())
+		}
 	}
 }
 

@@ -10,12 +10,12 @@ import (
 
 // dispatch serves one decoded request. It returns the response to write (nil
 // for none) and whether to close the connection after it.
-func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Request, waits map[partitionKey]chan struct{}) (kmsg.Response, bool) {
+func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Request, turns *produceTurns) (kmsg.Response, bool) {
 	switch r := req.(type) {
 	case *kmsg.ApiVersionsRequest:
 		return s.apiVersions(h, r), false
 	case *kmsg.ProduceRequest:
-		resp, failed := s.produce(ctx, r, waits)
+		resp, failed := s.produce(ctx, r, turns)
 		if r.Acks == 0 {
 			if failed {
 				// Kafka closes the connection when an acks=0 produce fails,

@@ -24,7 +24,8 @@ const defaultProduceTimeout = 30 * time.Second
 // in Kafka). A response is sent once the commit holding the records is
 // durable, whatever acks asks for. failed reports whether any partition
 // failed (acks=0 then closes the connection, as Kafka does).
-func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, waits map[partitionKey]chan struct{}) (resp *kmsg.ProduceResponse, failed bool) {
+func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *produceTurns) (resp *kmsg.ProduceResponse, failed bool) {
+	defer turns.passAll()
 	resp = req.ResponseKind().(*kmsg.ProduceResponse)
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 	if timeout <= 0 {
@@ -78,6 +79,7 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, waits ma
 			if topicErr != nil {
 				op.ErrorCode, op.ErrorMessage = code, errMessage(topicErr)
 				failed = true
+				turns.pass(partitionKey{key, rp.Partition})
 				continue
 			}
 			if rp.Partition < 0 || rp.Partition >= ti.Partitions {
@@ -88,22 +90,15 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, waits ma
 					op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 					op.ErrorMessage = errMessage(fmt.Errorf("%w: %s has partitions 0 to %d", stream.ErrUnknownPartition, ti.Name, ti.Partitions-1))
 					failed = true
+					turns.pass(partitionKey{key, rp.Partition})
 					continue
 				}
 			}
-			wait := waits[partitionKey{key, rp.Partition}]
+			k := partitionKey{key, rp.Partition}
 			wg.Add(1)
 			go func(name string, rp kmsg.ProduceRequestTopicPartition) {
 				defer wg.Done()
-				if wait != nil {
-					select {
-					case <-wait:
-					case <-ctx.Done():
-						op.ErrorCode, op.ErrorMessage = kerr.RequestTimedOut.Code, errMessage(ctx.Err())
-						return
-					}
-				}
-				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records)
+				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records, turns, k)
 				if err != nil {
 					op.ErrorCode, op.ErrorMessage = produceErrorCode(err), errMessage(err)
 					return
@@ -152,11 +147,23 @@ func (s *Server) lookupTopicFresh(ctx context.Context, name string, partition in
 	return ti, ok && partition < ti.Partitions
 }
 
-func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte) (int64, error) {
+// producePartition validates a partition's batches, submits them to the log
+// in its turn on the connection (see produceTurns) and waits for the commit.
+func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte, turns *produceTurns, k partitionKey) (int64, error) {
+	defer turns.pass(k)
 	if err := validateBatches(raw); err != nil {
 		return -1, err
 	}
-	bases, errs, err := s.svc.Produce(ctx, topic, []stream.Batch{{Partition: partition, Raw: raw}})
+	if err := turns.wait(ctx, k); err != nil {
+		return -1, err
+	}
+	wait, err := s.svc.ProduceAsync(topic, []stream.Batch{{Partition: partition, Raw: raw}})
+	turns.pass(k)
+	var bases []int64
+	var errs []error
+	if err == nil {
+		bases, errs, err = wait(ctx)
+	}
 	if err == nil {
 		err = errs[0]
 	}

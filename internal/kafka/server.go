@@ -349,8 +349,9 @@ type conn struct {
 	cancel context.CancelFunc
 	queue  chan *slot
 	budget byteBudget
-	// produceOrder maps a partition to the completion of the last produce
-	// request on this connection that touched it (reader goroutine only).
+	// produceOrder maps a partition to the turn of the last produce request
+	// on this connection that touched it: closed once that request has
+	// submitted its batch (reader goroutine only).
 	produceOrder map[partitionKey]chan struct{}
 	once         sync.Once
 }
@@ -436,9 +437,9 @@ func (c *conn) readLoop() {
 		case <-c.ctx.Done():
 			return
 		}
-		waits := c.orderProduce(req, sl.done)
+		turns := c.orderProduce(req)
 		c.s.wg.Add(1) // the reader's own count keeps the group above zero
-		go c.handle(h, req, sl, waits)
+		go c.handle(h, req, sl, turns)
 	}
 }
 
@@ -522,30 +523,84 @@ func clientGone(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
-// orderProduce chains a produce request behind the earlier requests on this
-// connection that touch the same partitions, and returns what each of its
-// partitions must wait for.
-func (c *conn) orderProduce(req kmsg.Request, done chan struct{}) map[partitionKey]chan struct{} {
+// produceTurns orders a produce request's partitions behind the earlier
+// produce requests on the same connection: a partition's batch is submitted
+// to the log only once the previous request's batch for that partition has
+// been submitted (not committed). Requests pipeline, and offsets still follow
+// arrival order, as on a broker that handles a connection's requests in
+// order.
+type produceTurns struct {
+	prev map[partitionKey]chan struct{}
+	mu   sync.Mutex
+	mine map[partitionKey]chan struct{}
+}
+
+// wait blocks until it is this request's turn to submit partition k.
+func (t *produceTurns) wait(ctx context.Context, k partitionKey) error {
+	if t == nil || t.prev[k] == nil {
+		return nil
+	}
+	select {
+	case <-t.prev[k]:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pass lets the next request submit partition k. It is idempotent.
+func (t *produceTurns) pass(k partitionKey) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ch, ok := t.mine[k]; ok {
+		close(ch)
+		delete(t.mine, k)
+	}
+}
+
+// passAll passes every partition not passed yet (failures, skips).
+func (t *produceTurns) passAll() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, ch := range t.mine {
+		close(ch)
+		delete(t.mine, k)
+	}
+}
+
+// orderProduce takes this request's turns for its partitions, behind the
+// earlier requests on this connection (reader goroutine only).
+func (c *conn) orderProduce(req kmsg.Request) *produceTurns {
 	pr, ok := req.(*kmsg.ProduceRequest)
 	if !ok {
 		return nil
 	}
-	waits := map[partitionKey]chan struct{}{}
-	for _, t := range pr.Topics {
-		name := t.Topic
+	t := &produceTurns{prev: map[partitionKey]chan struct{}{}, mine: map[partitionKey]chan struct{}{}}
+	for _, tp := range pr.Topics {
+		name := tp.Topic
 		if pr.Version >= 13 {
-			name = string(t.TopicID[:])
+			name = string(tp.TopicID[:])
 		}
-		for _, p := range t.Partitions {
+		for _, p := range tp.Partitions {
 			k := partitionKey{name, p.Partition}
+			if _, dup := t.mine[k]; dup {
+				continue
+			}
 			if prev, ok := c.produceOrder[k]; ok {
 				select {
 				case <-prev:
 				default:
-					waits[k] = prev
+					t.prev[k] = prev
 				}
 			}
-			c.produceOrder[k] = done
+			t.mine[k] = make(chan struct{})
+			c.produceOrder[k] = t.mine[k]
 		}
 	}
 	if len(c.produceOrder) > 4096 {
@@ -557,10 +612,10 @@ func (c *conn) orderProduce(req kmsg.Request, done chan struct{}) map[partitionK
 			}
 		}
 	}
-	return waits
+	return t
 }
 
-func (c *conn) handle(h header, req kmsg.Request, sl *slot, waits map[partitionKey]chan struct{}) {
+func (c *conn) handle(h header, req kmsg.Request, sl *slot, turns *produceTurns) {
 	defer c.s.wg.Done()
 	defer close(sl.done)
 	defer func() {
@@ -569,7 +624,8 @@ func (c *conn) handle(h header, req kmsg.Request, sl *slot, waits map[partitionK
 			sl.resp, sl.closeConn = nil, true
 		}
 	}()
-	resp, closeConn := c.s.dispatch(c.ctx, c, h, req, waits)
+	defer turns.passAll() // whatever happens, later requests must not wait forever
+	resp, closeConn := c.s.dispatch(c.ctx, c, h, req, turns)
 	sl.closeConn = closeConn
 	if resp != nil {
 		sl.resp = appendResponse(nil, h, resp)

@@ -246,21 +246,33 @@ func (e *ProduceError) Unwrap() error { return e.Err }
 // on a validation error, none; if the topic changes concurrently (deleted,
 // say) individual batches may fail, reported in errs.
 func (s *Service) Produce(ctx context.Context, topicName string, batches []Batch) (bases []int64, errs []error, err error) {
+	wait, err := s.ProduceAsync(topicName, batches)
+	if err != nil {
+		return nil, nil, err
+	}
+	return wait(ctx)
+}
+
+// ProduceAsync validates batches and submits them to the log at once,
+// returning the function that waits for the outcome (see Produce).
+// Submissions keep their order: a batch submitted before another to the same
+// partition gets lower offsets, unless it fails.
+func (s *Service) ProduceAsync(topicName string, batches []Batch) (func(context.Context) ([]int64, []error, error), error) {
 	now := time.Now().UnixMilli()
 	n, err := s.Partitions(topicName)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	entries := make([]commitlog.Entry, 0, len(batches))
 	total := 0
 	for _, b := range batches {
 		if b.Partition < 0 || b.Partition >= n {
-			return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: %s has partitions 0 to %d", ErrUnknownPartition, topicName, n-1)}
+			return nil, &ProduceError{b.Partition, fmt.Errorf("%w: %s has partitions 0 to %d", ErrUnknownPartition, topicName, n-1)}
 		}
 		raw := b.Raw
 		if raw == nil {
 			if len(b.Records) == 0 {
-				return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
 			}
 			for i := range b.Records {
 				if b.Records[i].Timestamp <= 0 {
@@ -271,10 +283,10 @@ func (s *Service) Produce(ctx context.Context, topicName string, batches []Batch
 		}
 		metas, err := records.Split(raw)
 		if err != nil {
-			return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: %v", ErrInvalidRecords, err)}
+			return nil, &ProduceError{b.Partition, fmt.Errorf("%w: %v", ErrInvalidRecords, err)}
 		}
 		if len(metas) == 0 {
-			return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
+			return nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
 		}
 		pe := produceEntry{Topic: topicName, Partition: b.Partition, AppendMs: now}
 		for _, m := range metas {
@@ -283,7 +295,7 @@ func (s *Service) Produce(ctx context.Context, topicName string, batches []Batch
 		}
 		if first, last := metas[0], metas[len(metas)-1]; first.ProducerID >= 0 {
 			if last.ProducerID != first.ProducerID || last.ProducerEpoch != first.ProducerEpoch {
-				return nil, nil, &ProduceError{b.Partition, fmt.Errorf("%w: batches of different producers in one request", ErrInvalidRecords)}
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: batches of different producers in one request", ErrInvalidRecords)}
 			}
 			pe.PID, pe.Epoch = first.ProducerID, first.ProducerEpoch
 			pe.FirstSeq, pe.LastSeq = first.BaseSequence, last.BaseSequence+last.LastOffsetDelta
@@ -293,23 +305,26 @@ func (s *Service) Produce(ctx context.Context, topicName string, batches []Batch
 		entries = append(entries, commitlog.Entry{Type: TypeProduce, Data: data, Blob: raw})
 	}
 	if total > s.opts.MaxBatchBytes {
-		return nil, nil, fmt.Errorf("%w: %d bytes of records, the limit is %d", ErrTooLarge, total, s.opts.MaxBatchBytes)
+		return nil, fmt.Errorf("%w: %d bytes of records, the limit is %d", ErrTooLarge, total, s.opts.MaxBatchBytes)
 	}
-	_, res, err := s.log.Propose(ctx, entries...)
-	if err != nil {
-		return nil, nil, err
-	}
-	bases = make([]int64, len(res))
-	errs = make([]error, len(res))
-	for i, r := range res {
-		switch r := r.(type) {
-		case ProduceResult:
-			bases[i] = r.Base
-		case error:
-			bases[i], errs[i] = -1, r
+	wait := s.log.Submit(entries...)
+	return func(ctx context.Context) ([]int64, []error, error) {
+		_, res, err := wait(ctx)
+		if err != nil {
+			return nil, nil, err
 		}
-	}
-	return bases, errs, nil
+		bases := make([]int64, len(res))
+		errs := make([]error, len(res))
+		for i, r := range res {
+			switch r := r.(type) {
+			case ProduceResult:
+				bases[i] = r.Base
+			case error:
+				bases[i], errs[i] = -1, r
+			}
+		}
+		return bases, errs, nil
+	}, nil
 }
 
 // InitProducerID allocates an idempotent producer id (pid < 0), or bumps the
