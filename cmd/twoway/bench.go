@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/twoway/twoway/bucket/bucketurl"
@@ -18,6 +19,7 @@ import (
 var benchmarks = []command{
 	{name: "bucket", summary: "Put throughput and Put, PutIfAbsent and Get latency of a bucket", run: runBenchBucket},
 	{name: "produce", summary: "produce throughput and latency of the commit log, against the bucket's own", run: runBenchProduce},
+	{name: "kafka", summary: "produce and consume through the Kafka listener, against the direct produce path", run: runBenchKafka},
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -142,8 +144,9 @@ Measure the commit log on a bucket against the bucket itself, in one run.
 Log phase (--duration): two agents open a fresh log under
 bench/produce-<random>/. On the first, --producers producers each make one
 produce call at a time of --batch-size bytes of --record-size records, all
-for one partition, spreading their calls over --partitions partitions; the
-second agent tails the log and reads every record back. Measured:
+for one partition, spreading their calls over --partitions partitions. The
+second agent tails the log, comes to know of every record, and reads back
+as many batches as 4 readers have time for. Measured:
   produce      throughput (MB/s of record values, records/s) and latency
                from a call to its acknowledgement
   end-to-end   latency from a call until the other agent holds its records
@@ -167,7 +170,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	recordSize := byteSize(bench.DefaultRecordSize)
 	fs.Var(&recordSize, "record-size", "`size` of each record's value")
 	batchSize := byteSize(bench.DefaultBatchSize)
-	fs.Var(&batchSize, "batch-size", "record bytes per produce call (at least one record), as a Kafka\nproducer's batch.size")
+	fs.Var(&batchSize, "batch-size", "`size` of the records of one produce call (at least one record): a\nKafka producer's batch.size, the most it sends one partition at once")
 	producers := fs.Int("producers", bench.DefaultProducers, "`number` of producers, each with one call in flight")
 	duration := fs.Duration("duration", bench.DefaultDuration, "length of the log phase and of each baseline phase")
 	linger := fs.Duration("linger", 0, "group-commit `interval` (default 5ms on a directory, 100ms on S3, as twoway serve)")
@@ -189,6 +192,9 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 		return badFlag(fmt.Errorf("--batch-size %s out of range: use 1B to %s", batchSize.String(), formatByteSize(bench.MaxBatchSize)))
 	case *producers < 1 || *producers > bench.MaxProducers:
 		return badFlag(fmt.Errorf("--producers %d out of range: use 1 to %d", *producers, bench.MaxProducers))
+	case int64(*producers)*max(1, int64(batchSize/recordSize))*int64(recordSize) > bench.MaxInFlight:
+		return badFlag(fmt.Errorf("--producers %d with --batch-size %s hold too much in flight: keep their product to %s",
+			*producers, batchSize.String(), formatByteSize(bench.MaxInFlight)))
 	case *duration <= 0:
 		return badFlag(fmt.Errorf("--duration %v must be positive", *duration))
 	case *linger < 0:
@@ -247,9 +253,9 @@ func printProduceResult(w io.Writer, r bench.ProduceResult) error {
 		r.Partitions, formatByteSize(int64(r.RecordSize)), formatByteSize(int64(r.BatchSize)), r.Producers,
 		ms(r.LingerMs), time.Duration(r.DurationS*float64(time.Second)).Round(time.Millisecond))
 
-	fmt.Fprintf(w, "produce     %.1f MB/s   %.0f records/s   %d calls\n", r.ProduceMBs, r.RecordsS, r.Calls)
-	fmt.Fprintf(w, "bucket put  %.1f MB/s   (%s objects, %d workers)\n", r.BaselinePutMBs,
-		formatByteSize(int64(r.Baseline.ObjectSize)), r.Baseline.Concurrency)
+	fmt.Fprintf(w, "produce     %s MB/s   %.0f records/s   %d calls\n", megabytes(r.ProduceMBs), r.RecordsS, r.Calls)
+	fmt.Fprintf(w, "bucket put  %s MB/s   (%s objects, %d workers)\n", megabytes(r.BaselinePutMBs),
+		approxByteSize(float64(r.Baseline.ObjectSize)), r.Baseline.Concurrency)
 	fmt.Fprintf(w, "ratio       %.2f\n\n", r.ThroughputRatio)
 
 	fmt.Fprintf(w, "%-22s %10s %10s\n", "latency", "p50 ms", "p99 ms")
@@ -260,12 +266,33 @@ func printProduceResult(w io.Writer, r bench.ProduceResult) error {
 	row("end to end", r.E2EP50Ms, r.E2EP99Ms)
 	row("bucket put-if-absent", r.Baseline.PutIfAbsentP50Ms, r.Baseline.PutIfAbsentP99Ms)
 
-	chunk := "none"
+	chunks := "no chunks: every batch inlined"
 	if r.Chunks > 0 {
-		chunk = fmt.Sprintf("%d of %.0f bytes on average", r.Chunks, r.AvgChunkBytes)
+		chunks = fmt.Sprintf("%d chunks (%s average)", r.Chunks, approxByteSize(r.AvgChunkBytes))
 	}
-	fmt.Fprintf(w, "\nlog         %.1f PUTs/s   %d commits of %.0f bytes on average   %d conflicts\n",
-		r.PutsPerS, r.Commits, r.AvgCommitBytes, r.Conflicts)
-	_, err := fmt.Fprintf(w, "chunks      %s\n", chunk)
+	_, err := fmt.Fprintf(w, "\nlog         %.1f PUTs/s   %d commits (%s average)   %s   %d conflicts\n",
+		r.PutsPerS, r.Commits, approxByteSize(r.AvgCommitBytes), chunks, r.Conflicts)
 	return err
+}
+
+// megabytes formats a rate in MB/s with a precision that suits its size.
+func megabytes(v float64) string {
+	if v >= 10 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// approxByteSize writes n bytes to three significant digits in the largest
+// binary unit below it: 1.01MiB, 8.69KiB, 900B.
+func approxByteSize(n float64) string {
+	for _, u := range []struct {
+		suffix string
+		factor float64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.factor {
+			return strconv.FormatFloat(n/u.factor, 'g', 3, 64) + u.suffix
+		}
+	}
+	return strconv.FormatFloat(n, 'f', 0, 64) + "B"
 }

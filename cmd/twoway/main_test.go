@@ -101,7 +101,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--nope"}, "twoway: serve: flag provided but not defined: -nope"},
 		{[]string{"serve", "extra"}, `twoway: serve: unexpected argument "extra"`},
 		{[]string{"bench"}, "twoway: bench: no benchmark given"},
-		{[]string{"bench", "kafka"}, `twoway: bench: unknown benchmark "kafka"`},
+		{[]string{"bench", "nope"}, `twoway: bench: unknown benchmark "nope"`},
 		{[]string{"bench", "bucket"}, "twoway: bench bucket: --bucket is required"},
 		{[]string{"bench", "bucket", "--bucket", "x", "--object-size", "lots"}, `invalid size "lots"`},
 		{[]string{"bench", "bucket", "--bucket", "x", "--concurrency", "0"}, "--concurrency 0 out of range"},

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -26,14 +25,15 @@ import (
 const (
 	DefaultPartitions = 1
 	DefaultRecordSize = 1 << 10
-	// DefaultBatchSize is Kafka's default batch.size: a Kafka producer
-	// sends a partition's records once this many bytes are waiting (or its
-	// linger.ms is up), so under load one produce call carries about this
-	// much for one partition.
-	DefaultBatchSize = 16 << 10
-	// DefaultProducers keeps enough calls in flight for the group commit to
-	// have something to group.
-	DefaultProducers = 64
+	// DefaultBatchSize and DefaultProducers make the default load: 512
+	// calls of 64 KiB in flight, 32 MiB, as much as one Kafka producer
+	// buffers by default (buffer.memory). A producer sends a partition up to
+	// batch.size bytes at once; 64 KiB is the size throughput tuning
+	// commonly raises Kafka's 16 KiB default to. With less in flight the
+	// group commit has too little to group: a commit then carries everything
+	// in flight, and the bucket idles while producers wait for it.
+	DefaultBatchSize = 64 << 10
+	DefaultProducers = 512
 	// DefaultLinger and DefaultChunkUploads are the commit log's own
 	// defaults, set explicitly so that a result can report them.
 	DefaultLinger       = 5 * time.Millisecond
@@ -42,10 +42,13 @@ const (
 
 // Limits on ProduceOptions.
 const (
-	MinRecordSize = 8 // the first 8 bytes of a record carry its send time
+	MinRecordSize = 8 // the first record of a call carries the send time in 8 bytes
 	MaxRecordSize = 1 << 20
 	MaxBatchSize  = 4 << 20 // half the stream service's default request limit
 	MaxProducers  = 4096
+	// MaxInFlight bounds producers × the bytes of a call: every producer
+	// holds its batch in memory.
+	MaxInFlight = 1 << 30
 )
 
 // ProduceOptions configures Produce. Zero fields take the defaults above.
@@ -89,6 +92,8 @@ func (o ProduceOptions) withDefaults() (ProduceOptions, error) {
 		return o, fmt.Errorf("batch size %d out of range: use 1 to %d bytes", o.BatchSize, MaxBatchSize)
 	case o.Producers < 0 || o.Producers > MaxProducers:
 		return o, fmt.Errorf("producers %d out of range: use 1 to %d", o.Producers, MaxProducers)
+	case o.inFlight() > MaxInFlight:
+		return o, fmt.Errorf("%d producers with calls of %d bytes hold %d bytes in flight: keep it to %d", o.Producers, o.callBytes(), o.inFlight(), MaxInFlight)
 	case o.Duration < 0:
 		return o, fmt.Errorf("duration %v is negative", o.Duration)
 	case o.Log.Linger < 0:
@@ -101,6 +106,12 @@ func (o ProduceOptions) withDefaults() (ProduceOptions, error) {
 
 // recordsPerCall is how many records one produce call carries.
 func (o ProduceOptions) recordsPerCall() int { return max(1, o.BatchSize/o.RecordSize) }
+
+// callBytes is the record bytes of one produce call.
+func (o ProduceOptions) callBytes() int64 { return int64(o.recordsPerCall()) * int64(o.RecordSize) }
+
+// inFlight is the record bytes of all producers' calls.
+func (o ProduceOptions) inFlight() int64 { return int64(o.Producers) * o.callBytes() }
 
 // ProduceResult is what Produce measured. Latencies are in milliseconds; MB
 // is 10^6 bytes of record values (the batch framing around them is not
@@ -115,12 +126,16 @@ type ProduceResult struct {
 	BaselinePutIfAbsentP50Ms float64      `json:"baseline_put_if_absent_p50_ms"`
 	Baseline                 BucketResult `json:"baseline"`
 
-	ProduceMBs      float64 `json:"produce_mb_s"`
-	RecordsS        float64 `json:"records_s"`
-	ProduceP50Ms    float64 `json:"produce_p50_ms"` // call to acknowledgement
-	ProduceP99Ms    float64 `json:"produce_p99_ms"`
-	E2EP50Ms        float64 `json:"e2e_p50_ms"` // call to a reader in another agent holding the records
-	E2EP99Ms        float64 `json:"e2e_p99_ms"`
+	ProduceMBs   float64 `json:"produce_mb_s"`
+	RecordsS     float64 `json:"records_s"`
+	ProduceP50Ms float64 `json:"produce_p50_ms"` // call to acknowledgement
+	ProduceP99Ms float64 `json:"produce_p99_ms"`
+	E2EP50Ms     float64 `json:"e2e_p50_ms"` // call to a reader in another agent holding the records
+	E2EP99Ms     float64 `json:"e2e_p99_ms"`
+	// E2EBatches is how many batches (produce calls) the reader read, and
+	// so how many end-to-end samples there are: it reads a batch when one
+	// of its few workers is free, not every batch (see tailer).
+	E2EBatches      int     `json:"e2e_batches"`
 	PutsPerS        float64 `json:"puts_per_s"`       // the writing agent's Put/PutIfAbsent/PutIfMatch calls
 	ThroughputRatio float64 `json:"throughput_ratio"` // ProduceMBs / BaselinePutMBs
 
@@ -150,13 +165,15 @@ const benchTopic = "bench"
 //
 //  1. Log: two agents (stream services) open the same fresh log under
 //     bench/produce-<random>/. On the writing agent, opts.Producers
-//     goroutines each make produce calls of opts.BatchSize bytes of records,
-//     one call at a time, spreading the calls over the topic's partitions,
-//     for opts.Duration. Each record carries the time its call started; the
-//     other agent tails the log and reads every record back. Produce
-//     measures throughput, the latency of a call until its acknowledgement,
-//     the latency from a call until the reader holds its records (end to
-//     end), and the writing agent's PUTs per second.
+//     goroutines each make produce calls of opts.BatchSize bytes of records
+//     (one record batch for one partition), one call at a time, spreading
+//     the calls over the topic's partitions, for opts.Duration. Each batch
+//     carries the time its call started. The other agent tails the log,
+//     must come to know of every acknowledged record, and reads back the
+//     batches its readers have time for (see tailer). Produce measures
+//     throughput, the latency of a call until its acknowledgement, the
+//     latency from a call until the reader holds its batch (end to end),
+//     and the writing agent's PUTs per second.
 //  2. Baseline: Bucket on b with objects of the size the log wrote (its
 //     average chunk, or its average commit when every batch was inlined) and
 //     as many workers as the log uploads chunks at once (ChunkUploads): the
@@ -267,7 +284,7 @@ func measureLog(ctx context.Context, b bucket.Bucket, opts ProduceOptions, res *
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	epoch := time.Now() // send times are offsets from here, on the monotonic clock
-	tl := newTailer(reader, opts.Partitions, epoch)
+	tl := newTailer(reader, opts.Partitions, opts.recordsPerCall(), epoch)
 	tailDone := make(chan error, 1)
 	go func() {
 		err := tl.run(ctx)
@@ -340,12 +357,13 @@ func measureLog(ctx context.Context, b bucket.Bucket, opts ProduceOptions, res *
 			return err
 		}
 	case <-catchUp.C:
-		return fmt.Errorf("the reading agent did not catch up with the writer: it read %d of %d records", tl.read.Load(), recs)
+		return fmt.Errorf("the reading agent did not catch up with the writer: it knows of %d of %d records", tl.seen.Load(), recs)
 	}
-	if got := tl.read.Load(); got != recs {
-		return fmt.Errorf("the reading agent read %d records, the writer had %d acknowledged", got, recs)
+	if got := tl.seen.Load(); got != recs {
+		return fmt.Errorf("the reading agent knows of %d records, the writer had %d acknowledged", got, recs)
 	}
 	res.E2EP50Ms, res.E2EP99Ms = Millis(tl.e2e.Percentile(50)), Millis(tl.e2e.Percentile(99))
+	res.E2EBatches = tl.e2e.Len()
 	return nil
 }
 
@@ -387,132 +405,42 @@ func produce(ctx context.Context, s *stream.Service, opts ProduceOptions, epoch 
 	return lat, elapsed, calls, int64(calls) * int64(n), nil
 }
 
-// batchTemplate is one producer's record batch, encoded once and stamped
-// before each call with the call's time: producers send finished batches
-// (as Kafka clients do, through the same validation), so that encoding,
-// which a client does on its own machine, does not compete with the agents
-// for CPU.
-type batchTemplate struct {
-	raw    []byte
-	values []int // where each record's value starts in raw
-}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func newBatchTemplate(rng io.Reader, n, size int) (*batchTemplate, error) {
-	recs := make([]records.Record, n)
-	for i := range recs {
-		recs[i].Value = make([]byte, size)
-		_, _ = rng.Read(recs[i].Value)
-	}
-	t := &batchTemplate{raw: records.Encode(recs)}
-	var err error
-	if t.values, err = valueOffsets(t.raw, n); err != nil || len(t.values) != n {
-		return nil, fmt.Errorf("encoding a record batch: %d values found of %d (%v)", len(t.values), n, err)
-	}
-	// Check the walk by reading a stamped batch back in full.
-	epoch := time.Now()
-	got, _, err := records.Decode(t.stamp(epoch, epoch.Add(42)), nil)
-	if err != nil || len(got) != n {
-		return nil, fmt.Errorf("encoding a record batch: %d records read back of %d (%v)", len(got), n, err)
-	}
-	for _, r := range got {
-		if len(r.Value) != size || binary.BigEndian.Uint64(r.Value) != 42 {
-			return nil, errors.New("encoding a record batch: the send time is not where it was written")
-		}
-	}
-	return t, nil
-}
-
-// valueOffsets walks the first n records (or all, if fewer) of b, an
-// uncompressed v2 record batch, and returns where each one's value starts.
-// Every value must hold at least 8 bytes. The layout is Kafka's (see package
-// records): per record a length, attributes, timestamp and offset deltas,
-// key, value length and value, then headers.
-func valueOffsets(b []byte, n int) ([]int, error) {
-	if len(b) < records.HeaderLen || b[21]&7 != records.CodecNone {
-		return nil, errors.New("not an uncompressed record batch")
-	}
-	pos := records.HeaderLen
-	bad := false
-	varint := func() int64 {
-		if bad || pos >= len(b) {
-			bad = true
-			return 0
-		}
-		v, k := binary.Varint(b[pos:])
-		if k <= 0 {
-			bad = true
-			return 0
-		}
-		pos += k
-		return v
-	}
-	var offs []int
-	for len(offs) < n && pos < len(b) {
-		length := varint()
-		end := pos + int(length)
-		pos++    // attributes
-		varint() // timestamp delta
-		varint() // offset delta
-		if k := varint(); k > 0 {
-			pos += int(k)
-		}
-		size := varint()
-		if bad || length < 0 || end > len(b) || size < 8 || pos+int(size) > end {
-			return offs, fmt.Errorf("record %d: no value of 8 bytes or more where expected", len(offs))
-		}
-		offs = append(offs, pos)
-		pos = end
-	}
-	return offs, nil
-}
-
-// stamp writes the send time, as an offset from epoch, into the first 8
-// bytes of every record's value and now as the batch's timestamps, and
-// returns the batch. The previous batch must no longer be in use, which
-// holds because a producer makes one call at a time.
-func (t *batchTemplate) stamp(epoch, now time.Time) []byte {
-	sent := uint64(now.Sub(epoch))
-	for _, off := range t.values {
-		binary.BigEndian.PutUint64(t.raw[off:], sent)
-	}
-	// The records' timestamp deltas are 0: base and max are the time.
-	ms := uint64(now.UnixMilli())
-	binary.BigEndian.PutUint64(t.raw[27:], ms)
-	binary.BigEndian.PutUint64(t.raw[35:], ms)
-	binary.BigEndian.PutUint32(t.raw[17:], crc32.Checksum(t.raw[21:], castagnoli))
-	return t.raw
-}
-
-// tailer reads every partition of the topic on the reading agent as
-// commits arrive, and measures for each batch the time from its send time
-// to its arrival. Partitions are shared out among a few workers, each of
-// which reads only the partitions that grew since it last looked, so the
-// cost of a commit does not grow with the partition count.
+// tailer follows the topic on the reading agent and measures, for the
+// batches it reads, the time from their send time until it holds them.
+// Every batch is one produce call of perCall records, so batches start at
+// multiples of perCall and can be read independently.
+//
+// The reading agent learns of every record (its state must reach every
+// partition's end), but it reads a batch only when one of its tailWorkers
+// is free: a reader that read every batch would, on a store where each
+// read is a GET, either fall behind (and measure its own backlog) or, with
+// enough workers, load the store as much as the writer does, and on a
+// store sharing the machine slow the writer down. Which batches get read
+// depends on when readers come free, not on the batches' latency; if
+// anything the figures lean high, since the batches of a commit are offered
+// in the order they were proposed, the longest-waiting first.
 type tailer struct {
-	s     *stream.Service
-	epoch time.Time
-	parts int
-	e2e   Latencies
-	read  atomic.Int64
+	s       *stream.Service
+	epoch   time.Time
+	parts   int
+	perCall int64
+	e2e     Latencies
+	seen    atomic.Int64 // records the reading agent knows of
 
 	mu   sync.Mutex
 	ends []int64       // once set, where to stop
 	stop chan struct{} // closed when ends is set
 }
 
-// tailWorkers is how many goroutines read. Reading is cheap next to a
-// commit; a few workers keep a partition with a large backlog from
-// delaying the others.
+// tailWorkers is how many batches the reader fetches at once.
 const tailWorkers = 4
 
-func newTailer(s *stream.Service, parts int, epoch time.Time) *tailer {
-	return &tailer{s: s, epoch: epoch, parts: parts, stop: make(chan struct{})}
+func newTailer(s *stream.Service, parts, perCall int, epoch time.Time) *tailer {
+	return &tailer{s: s, epoch: epoch, parts: parts, perCall: int64(perCall), stop: make(chan struct{})}
 }
 
-// finish tells the tailer to stop once every partition p has been read up
-// to ends[p].
+// finish tells the tailer to stop once the reading agent knows of every
+// partition p up to ends[p].
 func (t *tailer) finish(ends []int64) {
 	t.mu.Lock()
 	t.ends = ends
@@ -526,6 +454,11 @@ func (t *tailer) target() []int64 {
 	return t.ends
 }
 
+type batchAt struct {
+	p   int32
+	off int64
+}
+
 func (t *tailer) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -534,25 +467,34 @@ func (t *tailer) run(ctx context.Context) error {
 		once  sync.Once
 		first error
 	)
-	for w := range min(tailWorkers, t.parts) {
+	fail := func(err error) {
+		once.Do(func() { first = err; cancel() })
+	}
+	work := make(chan batchAt, tailWorkers) // a batch waiting for each reader at most
+	for range tailWorkers {
 		wg.Go(func() {
-			if err := t.work(ctx, w, min(tailWorkers, t.parts)); err != nil {
-				once.Do(func() { first = err; cancel() })
+			for b := range work {
+				if err := t.readBatch(ctx, b); err != nil {
+					fail(err)
+					return
+				}
 			}
 		})
 	}
+	if err := t.dispatch(ctx, work); err != nil {
+		fail(err)
+	}
+	close(work)
 	wg.Wait()
 	return first
 }
 
-// work reads partitions w, w+step, w+2*step...
-func (t *tailer) work(ctx context.Context, w, step int) error {
-	var mine []int32
-	for p := w; p < t.parts; p += step {
-		mine = append(mine, int32(p))
-	}
-	next := make([]int64, len(mine))
-	for {
+// dispatch offers every batch to the readers as the reading agent learns
+// of it, until it knows of everything up to the targets.
+func (t *tailer) dispatch(ctx context.Context, work chan<- batchAt) error {
+	next := make([]int64, t.parts) // the next batch, per partition
+	stop := t.stop                 // nil once closed: then only commits wake us
+	for first := 0; ; first++ {
 		// Take the channel before looking, so no commit slips between the
 		// look and the wait.
 		changed := t.s.Log().Changed()
@@ -560,17 +502,22 @@ func (t *tailer) work(ctx context.Context, w, step int) error {
 		if err != nil {
 			return err
 		}
-		for i, p := range mine {
-			for next[i] < ti.PartitionsInfo[p].End {
-				if next[i], err = t.readFrom(ctx, p, next[i]); err != nil {
-					return err
+		// Start each round at another partition, so that no partition is
+		// read more often than the others when readers are scarce.
+		for i := range t.parts {
+			p := (first + i) % t.parts
+			for ; next[p] < ti.PartitionsInfo[p].End; next[p] += t.perCall {
+				select {
+				case work <- batchAt{int32(p), next[p]}:
+				default: // every reader is busy: not measured
 				}
+				t.seen.Add(t.perCall)
 			}
 		}
 		if ends := t.target(); ends != nil {
 			done := true
-			for i, p := range mine {
-				done = done && next[i] >= ends[p]
+			for p := range t.parts {
+				done = done && next[p] >= ends[p]
 			}
 			if done {
 				return nil
@@ -578,48 +525,43 @@ func (t *tailer) work(ctx context.Context, w, step int) error {
 		}
 		select {
 		case <-changed:
-		case <-t.stop:
+		case <-stop:
+			stop = nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// readFrom reads what partition p holds from offset on, records a latency
-// sample per batch, and returns the offset after the last record read.
-// Fetch has checked each batch's CRC; of the records only the first of
-// each batch is looked at, since a batch is one produce call and its
-// records share a send time.
-func (t *tailer) readFrom(ctx context.Context, p int32, offset int64) (int64, error) {
-	res, err := t.s.Fetch(ctx, benchTopic, p, offset, 1<<20, 0)
+// readBatch reads the batch at b and records its latency. Fetch has checked
+// the batch's CRC; of its records only the first is looked at, since they
+// share a send time.
+func (t *tailer) readBatch(ctx context.Context, b batchAt) error {
+	// A maxBytes of 1 fetches exactly the one stored batch holding b.off.
+	res, err := t.s.Fetch(ctx, benchTopic, b.p, b.off, 1, 0)
 	if err != nil {
-		return offset, err
+		return err
 	}
 	now := time.Now()
-	for _, b := range res.Batches {
-		if len(b) < records.HeaderLen {
-			return offset, fmt.Errorf("partition %d offset %d: a batch of %d bytes", p, offset, len(b))
-		}
-		base := int64(binary.BigEndian.Uint64(b[0:]))
-		last := base + int64(int32(binary.BigEndian.Uint32(b[23:])))
-		if last < offset {
-			continue
-		}
-		if base >= offset {
-			offs, err := valueOffsets(b, 1)
-			if err != nil || len(offs) == 0 {
-				return offset, fmt.Errorf("partition %d offset %d: %v", p, base, err)
-			}
-			sent := time.Duration(binary.BigEndian.Uint64(b[offs[0]:]))
-			t.e2e.Add(now.Sub(t.epoch) - sent)
-		}
-		t.read.Add(last + 1 - max(base, offset))
-		offset = last + 1
-	}
+	// Compaction may since have joined the call's segment with others; the
+	// first batch is still the call's own.
 	if len(res.Batches) == 0 {
-		// Fetch returns nothing only when retention removed what lay at
-		// offset; nothing here sets any retention.
-		return offset, fmt.Errorf("partition %d: nothing to read at offset %d below the end", p, offset)
+		return fmt.Errorf("partition %d offset %d: no batch where a produce call's was expected", b.p, b.off)
 	}
-	return offset, nil
+	raw := res.Batches[0]
+	if len(raw) < records.HeaderLen {
+		return fmt.Errorf("partition %d offset %d: a batch of %d bytes", b.p, b.off, len(raw))
+	}
+	base := int64(binary.BigEndian.Uint64(raw[0:]))
+	count := int64(int32(binary.BigEndian.Uint32(raw[23:]))) + 1
+	if base != b.off || count != t.perCall {
+		return fmt.Errorf("partition %d offset %d: a batch of offsets %d to %d where one produce call's was expected", b.p, b.off, base, base+count-1)
+	}
+	offs, err := valueOffsets(raw, 1)
+	if err != nil || len(offs) == 0 {
+		return fmt.Errorf("partition %d offset %d: %v", b.p, base, err)
+	}
+	sent := time.Duration(binary.BigEndian.Uint64(raw[offs[0]:]))
+	t.e2e.Add(now.Sub(t.epoch) - sent)
+	return nil
 }

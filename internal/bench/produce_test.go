@@ -168,6 +168,7 @@ func TestProduceOptions(t *testing.T) {
 		{BatchSize: bench.MaxBatchSize + 1},
 		{Producers: -1},
 		{Producers: bench.MaxProducers + 1},
+		{Producers: 4096, BatchSize: bench.MaxBatchSize}, // 16 GiB in flight
 		{Duration: -time.Second},
 	} {
 		if _, err := bench.Produce(t.Context(), b, opts); err == nil {

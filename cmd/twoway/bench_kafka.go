@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/twoway/twoway/bucket/bucketurl"
+	"github.com/twoway/twoway/internal/bench"
+	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/stream"
+)
+
+const benchKafkaHelp = `
+Measure producing and consuming through twoway's Kafka listener with a real
+Kafka client (franz-go, with its defaults: idempotent, acks=all, batching per
+partition), then, in the same run, the streams produce benchmark on the same
+bucket as the baseline (see twoway bench produce --help):
+
+  kafka produce   MB/s of record values, records/s, latency from the
+                  client's send to its acknowledgement (p50, p99)
+  kafka e2e       from the send to a consumer on the same agent reading it
+  direct produce  MB/s of the streams produce benchmark
+  kafka ratio     kafka produce MB/s / direct produce MB/s
+
+Everything is written under bench/ and deleted at the end.
+`
+
+func runBenchKafka(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("bench kafka", "twoway bench kafka --bucket URL [flags]", benchKafkaHelp)
+	bucketURL := fs.String("bucket", "", "bucket `URL` to measure: a directory path, file:///path or s3://bucket/prefix?... (required)")
+	partitions := fs.Int("partitions", 16, "`number` of partitions of the topic")
+	recordSize := byteSize(bench.DefaultRecordSize)
+	fs.Var(&recordSize, "record-size", "`size` of each record's value")
+	duration := fs.Duration("duration", bench.DefaultDuration, "length of each phase")
+	linger := fs.Duration("linger", 0, "group-commit `interval` (default 5ms on a directory, 100ms on S3, as twoway serve)")
+	asJSON := fs.Bool("json", false, "print the result as JSON instead of a table")
+	if err := fs.parse(e, args, 0); err != nil {
+		return err
+	}
+	badFlag := func(err error) error {
+		return &usageError{err: fmt.Errorf("bench kafka: %w", err), usage: func() { fs.usage(e.stderr) }}
+	}
+	switch {
+	case *bucketURL == "":
+		return badFlag(errors.New("--bucket is required"))
+	case *partitions < 1 || *partitions > stream.MaxPartitions:
+		return badFlag(fmt.Errorf("--partitions %d out of range: use 1 to %d", *partitions, stream.MaxPartitions))
+	case recordSize < bench.MinRecordSize || recordSize > bench.MaxRecordSize:
+		return badFlag(fmt.Errorf("--record-size %s out of range: use %s to %s", recordSize.String(), formatByteSize(bench.MinRecordSize), formatByteSize(bench.MaxRecordSize)))
+	case *duration <= 0:
+		return badFlag(fmt.Errorf("--duration %v must be positive", *duration))
+	case *linger < 0:
+		return badFlag(fmt.Errorf("--linger %v must not be negative", *linger))
+	}
+	loc, err := bucketurl.Parse(*bucketURL)
+	if err != nil {
+		return err
+	}
+	b, err := loc.Open(ctx)
+	if err != nil {
+		return err
+	}
+	logOpts := commitlog.Options{Linger: *linger}
+	if loc.Kind == bucketurl.S3 {
+		if logOpts.Linger == 0 {
+			logOpts.Linger = 100 * time.Millisecond
+		}
+		logOpts.PollMin = 20 * time.Millisecond
+	}
+	res, err := bench.Kafka(ctx, b, bench.KafkaOptions{Partitions: *partitions, RecordSize: int(recordSize), Duration: *duration, Log: logOpts})
+	if res.KafkaRecords == 0 {
+		return err
+	}
+	var printErr error
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		printErr = enc.Encode(res)
+	} else {
+		printErr = printKafkaResult(e.stdout, res)
+	}
+	return errors.Join(err, printErr)
+}
+
+func printKafkaResult(w io.Writer, r bench.KafkaResult) error {
+	m := r.Machine
+	_, err := fmt.Fprintf(w, `bucket          %s
+machine         %s/%s, %d CPUs, %s, %s
+workload        %d partitions, %s records, linger %v ms, %.1f s
+
+kafka produce   %s MB/s   %.0f records/s   p50 %.2f ms   p99 %.2f ms
+kafka e2e       p50 %.2f ms   p99 %.2f ms
+direct produce  %s MB/s
+kafka ratio     %.2f
+`, r.Bucket, m.GOOS, m.GOARCH, m.NumCPU, m.CPUModel, m.GoVersion,
+		r.Partitions, formatByteSize(int64(r.RecordSize)), r.LingerMs, r.DurationS,
+		megabytes(r.KafkaProduceMBs), r.KafkaRecordsS, r.KafkaProduceP50Ms, r.KafkaProduceP99Ms,
+		r.KafkaE2EP50Ms, r.KafkaE2EP99Ms, megabytes(r.DirectProduceMBs), r.KafkaRatio)
+	return err
+}
