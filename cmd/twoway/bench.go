@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/bucket/bucketurl"
+	"github.com/twoway/twoway/internal/agent"
 	"github.com/twoway/twoway/internal/bench"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/stream"
@@ -201,21 +203,9 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 		return badFlag(fmt.Errorf("--linger %v must not be negative", *linger))
 	}
 
-	loc, err := bucketurl.Parse(*bucketURL)
+	b, logOpts, err := openBenchBucket(ctx, *bucketURL, *linger)
 	if err != nil {
 		return err
-	}
-	b, err := loc.Open(ctx)
-	if err != nil {
-		return err
-	}
-	// The log is tuned as twoway serve tunes it for the backend.
-	logOpts := commitlog.Options{Linger: *linger}
-	if loc.Kind == bucketurl.S3 {
-		if logOpts.Linger == 0 {
-			logOpts.Linger = 100 * time.Millisecond
-		}
-		logOpts.PollMin = 20 * time.Millisecond
 	}
 	res, err := bench.Produce(ctx, b, bench.ProduceOptions{
 		Partitions: *partitions,
@@ -238,6 +228,20 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 		printErr = printProduceResult(e.stdout, res)
 	}
 	return errors.Join(err, printErr)
+}
+
+// openBenchBucket opens the bucket a benchmark measures and the commit-log
+// settings twoway serve would use on it.
+func openBenchBucket(ctx context.Context, rawURL string, linger time.Duration) (bucket.Bucket, commitlog.Options, error) {
+	loc, err := bucketurl.Parse(rawURL)
+	if err != nil {
+		return nil, commitlog.Options{}, err
+	}
+	b, err := loc.Open(ctx)
+	if err != nil {
+		return nil, commitlog.Options{}, err
+	}
+	return b, agent.TuneLog(loc.Kind, commitlog.Options{Linger: linger}), nil
 }
 
 func printProduceResult(w io.Writer, r bench.ProduceResult) error {

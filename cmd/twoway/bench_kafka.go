@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
-	"github.com/twoway/twoway/bucket/bucketurl"
 	"github.com/twoway/twoway/internal/bench"
-	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -56,20 +53,9 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	case *linger < 0:
 		return badFlag(fmt.Errorf("--linger %v must not be negative", *linger))
 	}
-	loc, err := bucketurl.Parse(*bucketURL)
+	b, logOpts, err := openBenchBucket(ctx, *bucketURL, *linger)
 	if err != nil {
 		return err
-	}
-	b, err := loc.Open(ctx)
-	if err != nil {
-		return err
-	}
-	logOpts := commitlog.Options{Linger: *linger}
-	if loc.Kind == bucketurl.S3 {
-		if logOpts.Linger == 0 {
-			logOpts.Linger = 100 * time.Millisecond
-		}
-		logOpts.PollMin = 20 * time.Millisecond
 	}
 	res, err := bench.Kafka(ctx, b, bench.KafkaOptions{Partitions: *partitions, RecordSize: int(recordSize), Duration: *duration, Log: logOpts})
 	if res.KafkaRecords == 0 {

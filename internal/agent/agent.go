@@ -94,14 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Linger > 0 {
 		opts.Linger = cfg.Linger
 	}
-	if loc.Kind == bucketurl.S3 {
-		if opts.Linger <= 0 {
-			opts.Linger = 100 * time.Millisecond
-		}
-		if opts.PollMin <= 0 {
-			opts.PollMin = 20 * time.Millisecond
-		}
-	}
+	opts = TuneLog(loc.Kind, opts)
 	// Every agent applies every entry type in the log, whether or not it
 	// serves Kafka: an agent without the consumer-group owner would stop at
 	// the first offset commit another agent made.
@@ -135,6 +128,23 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger})
 	httpapi.RegisterStreams(a.HTTP, a.Service)
 	return a, nil
+}
+
+// TuneLog fills in the commit-log settings that depend on the backend, as
+// every agent (and benchmark) uses them: on S3, where a PUT costs money and
+// tens of milliseconds, a 100ms linger and a 20ms minimum tail poll; on a
+// directory the commit log's own defaults (5ms linger). Values already set
+// are kept.
+func TuneLog(kind bucketurl.Kind, o commitlog.Options) commitlog.Options {
+	if kind == bucketurl.S3 {
+		if o.Linger <= 0 {
+			o.Linger = 100 * time.Millisecond
+		}
+		if o.PollMin <= 0 {
+			o.PollMin = 20 * time.Millisecond
+		}
+	}
+	return o
 }
 
 // Serve serves the configured listeners until ctx ends, then stops them and
