@@ -568,7 +568,24 @@ func TestCoordinatorFailover(t *testing.T) {
 	want = append(want, produce(t, prod, "b", 30)...)
 	waitFor(t, "the records produced after the failover", 20*time.Second, func() bool { return l.count() >= len(want) })
 	time.Sleep(300 * time.Millisecond) // a duplicate would show up now
-	l.exactlyOnce(t, want)
+	// Kafka's contract around a coordinator change: a commit made in the
+	// rebalance window may be refused with a rebalance error (the member
+	// must rejoin first) and its records are then delivered again; nothing
+	// is lost, and a record whose commit succeeded is never processed again.
+	// Usually no commit fails at all (then this is exactly once); on a loaded
+	// machine a commit racing the rejoin has been seen refused.
+	l.mu.Lock()
+	for _, err := range l.failedCommits {
+		if !errors.Is(err, kerr.UnknownMemberID) && !errors.Is(err, kerr.IllegalGeneration) &&
+			!errors.Is(err, kerr.RebalanceInProgress) && !errors.Is(err, kerr.NotCoordinator) {
+			t.Errorf("commit failed with an error that is not part of a rebalance: %v", err)
+		} else {
+			t.Logf("commit refused during the failover: %v", err)
+		}
+	}
+	l.mu.Unlock()
+	redelivered := l.noLossNoRecommit(t, want)
+	t.Logf("%d records delivered again after a refused commit", redelivered)
 	checkCommittedAtEnd(t, prod, survivor.svc)
 	t.Logf("coordinator %s killed; members rejoined at %s (epoch %d) after %v",
 		coord.addr, survivor.addr, after.Epoch, rejoined.Round(time.Millisecond))
