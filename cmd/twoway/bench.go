@@ -107,15 +107,18 @@ func runBenchBucket(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// A result may come with an error from cleaning up: print both.
-	var printErr error
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
+	return errors.Join(err, printResult(e.stdout, *asJSON, res, printBucketResult))
+}
+
+// printResult prints a benchmark result as indented JSON or as its table.
+// A result may come with an error from cleaning up; callers print both.
+func printResult[R any](w io.Writer, asJSON bool, res R, table func(io.Writer, R) error) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		printErr = enc.Encode(res)
-	} else {
-		printErr = printBucketResult(e.stdout, res)
+		return enc.Encode(res)
 	}
-	return errors.Join(err, printErr)
+	return table(w, res)
 }
 
 func printBucketResult(w io.Writer, r bench.BucketResult) error {
@@ -219,15 +222,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// A result may come with an error from cleaning up: print both.
-	var printErr error
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		printErr = enc.Encode(res)
-	} else {
-		printErr = printProduceResult(e.stdout, res)
-	}
-	return errors.Join(err, printErr)
+	return errors.Join(err, printResult(e.stdout, *asJSON, res, printProduceResult))
 }
 
 // openBenchBucket opens the bucket a benchmark measures and the commit-log

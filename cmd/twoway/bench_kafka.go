@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,15 +60,7 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	if res.KafkaRecords == 0 {
 		return err
 	}
-	var printErr error
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		printErr = enc.Encode(res)
-	} else {
-		printErr = printKafkaResult(e.stdout, res)
-	}
-	return errors.Join(err, printErr)
+	return errors.Join(err, printResult(e.stdout, *asJSON, res, printKafkaResult))
 }
 
 func printKafkaResult(w io.Writer, r bench.KafkaResult) error {

@@ -191,11 +191,13 @@ func TestSingleAgentInlineAndChunks(t *testing.T) {
 	}
 }
 
-func TestConcurrentAgentsOneOrder(t *testing.T) {
-	b := openFile(t)
+// produceAcross opens agents on b and has each produce from several
+// goroutines at once; it returns the agents and every acknowledged id.
+func produceAcross(t *testing.T, b bucket.Bucket, agents, workers, each int) ([]*Log, []*recorder, []string) {
+	t.Helper()
 	var logs []*Log
 	var recs []*recorder
-	for range 4 {
+	for range agents {
 		l, r := openLog(t, b, testOptions())
 		logs, recs = append(logs, l), append(recs, r)
 	}
@@ -206,13 +208,19 @@ func TestConcurrentAgentsOneOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a := produce(t, l, fmt.Sprintf("agent%d", i), 4, 25)
+			a := produce(t, l, fmt.Sprintf("agent%d", i), workers, each)
 			mu.Lock()
 			acked = append(acked, a...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	return logs, recs, acked
+}
+
+func TestConcurrentAgentsOneOrder(t *testing.T) {
+	b := openFile(t)
+	logs, recs, acked := produceAcross(t, b, 4, 4, 25)
 	if len(acked) != 400 {
 		t.Fatalf("acked %d of 400 with a healthy bucket", len(acked))
 	}
@@ -235,26 +243,7 @@ func TestUnknownOutcomesAndFaults(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	var logs []*Log
-	var recs []*recorder
-	for range 3 {
-		l, r := openLog(t, fb, testOptions())
-		logs, recs = append(logs, l), append(recs, r)
-	}
-	var mu sync.Mutex
-	var acked []string
-	var wg sync.WaitGroup
-	for i, l := range logs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a := produce(t, l, fmt.Sprintf("agent%d", i), 3, 20)
-			mu.Lock()
-			acked = append(acked, a...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	logs, recs, acked := produceAcross(t, fb, 3, 3, 20)
 	if fb.Counts(faultbucket.OpPutIfAbsent).Unknown == 0 {
 		t.Fatal("no unknown outcome was injected; the test proves nothing")
 	}
