@@ -186,13 +186,10 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	badFlag := func(err error) error {
 		return &usageError{err: fmt.Errorf("bench produce: %w", err), usage: func() { fs.usage(e.stderr) }}
 	}
+	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, *linger); err != nil {
+		return badFlag(err)
+	}
 	switch {
-	case *bucketURL == "":
-		return badFlag(errors.New("--bucket is required"))
-	case *partitions < 1 || *partitions > stream.MaxPartitions:
-		return badFlag(fmt.Errorf("--partitions %d out of range: use 1 to %d", *partitions, stream.MaxPartitions))
-	case recordSize < bench.MinRecordSize || recordSize > bench.MaxRecordSize:
-		return badFlag(fmt.Errorf("--record-size %s out of range: use %s to %s", recordSize.String(), formatByteSize(bench.MinRecordSize), formatByteSize(bench.MaxRecordSize)))
 	case batchSize < 1 || batchSize > bench.MaxBatchSize:
 		return badFlag(fmt.Errorf("--batch-size %s out of range: use 1B to %s", batchSize.String(), formatByteSize(bench.MaxBatchSize)))
 	case *producers < 1 || *producers > bench.MaxProducers:
@@ -200,10 +197,6 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	case int64(*producers)*max(1, int64(batchSize/recordSize))*int64(recordSize) > bench.MaxInFlight:
 		return badFlag(fmt.Errorf("--producers %d with --batch-size %s hold too much in flight: keep their product to %s",
 			*producers, batchSize.String(), formatByteSize(bench.MaxInFlight)))
-	case *duration <= 0:
-		return badFlag(fmt.Errorf("--duration %v must be positive", *duration))
-	case *linger < 0:
-		return badFlag(fmt.Errorf("--linger %v must not be negative", *linger))
 	}
 
 	b, logOpts, err := openBenchBucket(ctx, *bucketURL, *linger)
@@ -223,6 +216,24 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	}
 	// A result may come with an error from cleaning up: print both.
 	return errors.Join(err, printResult(e.stdout, *asJSON, res, printProduceResult))
+}
+
+// checkLogBenchFlags checks the flags the log benchmarks (produce, kafka)
+// share.
+func checkLogBenchFlags(bucketURL string, partitions int, recordSize byteSize, duration, linger time.Duration) error {
+	switch {
+	case bucketURL == "":
+		return errors.New("--bucket is required")
+	case partitions < 1 || partitions > stream.MaxPartitions:
+		return fmt.Errorf("--partitions %d out of range: use 1 to %d", partitions, stream.MaxPartitions)
+	case recordSize < bench.MinRecordSize || recordSize > bench.MaxRecordSize:
+		return fmt.Errorf("--record-size %s out of range: use %s to %s", recordSize.String(), formatByteSize(bench.MinRecordSize), formatByteSize(bench.MaxRecordSize))
+	case duration <= 0:
+		return fmt.Errorf("--duration %v must be positive", duration)
+	case linger < 0:
+		return fmt.Errorf("--linger %v must not be negative", linger)
+	}
+	return nil
 }
 
 // openBenchBucket opens the bucket a benchmark measures and the commit-log

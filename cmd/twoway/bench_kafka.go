@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/twoway/twoway/internal/bench"
-	"github.com/twoway/twoway/internal/stream"
 )
 
 const benchKafkaHelp = `
@@ -40,17 +39,8 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	badFlag := func(err error) error {
 		return &usageError{err: fmt.Errorf("bench kafka: %w", err), usage: func() { fs.usage(e.stderr) }}
 	}
-	switch {
-	case *bucketURL == "":
-		return badFlag(errors.New("--bucket is required"))
-	case *partitions < 1 || *partitions > stream.MaxPartitions:
-		return badFlag(fmt.Errorf("--partitions %d out of range: use 1 to %d", *partitions, stream.MaxPartitions))
-	case recordSize < bench.MinRecordSize || recordSize > bench.MaxRecordSize:
-		return badFlag(fmt.Errorf("--record-size %s out of range: use %s to %s", recordSize.String(), formatByteSize(bench.MinRecordSize), formatByteSize(bench.MaxRecordSize)))
-	case *duration <= 0:
-		return badFlag(fmt.Errorf("--duration %v must be positive", *duration))
-	case *linger < 0:
-		return badFlag(fmt.Errorf("--linger %v must not be negative", *linger))
+	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, *linger); err != nil {
+		return badFlag(err)
 	}
 	b, logOpts, err := openBenchBucket(ctx, *bucketURL, *linger)
 	if err != nil {
