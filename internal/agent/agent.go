@@ -53,6 +53,10 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
+// StopDrain is how long an agent whose log stopped keeps answering (health
+// checks say why) before Serve returns.
+var StopDrain = 2 * time.Second
+
 // Agent is a running agent.
 type Agent struct {
 	cfg     Config
@@ -125,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		})
 	}
 	registerLogMetrics(cfg.Registry, a.Service.Log())
-	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger})
+	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: a.Service.Log().Health})
 	httpapi.RegisterStreams(a.HTTP, a.Service)
 	return a, nil
 }
@@ -153,7 +157,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	defer a.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	running := 0
 	attrs := []any{"bucket", a.Bucket.String()}
 	if a.cfg.HTTPAddr != "" {
@@ -184,12 +188,35 @@ func (a *Agent) Serve(ctx context.Context) error {
 	if running == 0 {
 		return errors.New("nothing to serve: no listener configured")
 	}
+	// A log that stops (a corrupt commit, an entry type this version does
+	// not know) stops the agent: after a short drain, during which /healthz
+	// and /readyz say why, Serve returns the error.
+	l := a.Service.Log()
+	go func() {
+		for l.Err() == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.Changed():
+			}
+		}
+		a.cfg.Logger.Error("the commit log stopped; shutting down", "err", l.Err())
+		select {
+		case <-ctx.Done():
+		case <-time.After(StopDrain):
+		}
+		errc <- l.Err()
+		cancel()
+	}()
 	var first error
 	for range running {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 			cancel()
 		}
+	}
+	if err := l.Err(); err != nil && first == nil {
+		first = err
 	}
 	return first
 }
@@ -261,6 +288,35 @@ func registerLogMetrics(reg prometheus.Registerer, l *commitlog.Log) {
 	counter("checkpoints_total", "Checkpoints written.", st.Checkpoints.Load)
 	counter("gc_deleted_total", "Objects deleted by garbage collection.", st.Deleted.Load)
 	counter("reloads_total", "Restarts from a checkpoint after commits were collected under this agent.", st.Reloads.Load)
-	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twoway_log_applied_seq", Help: "Sequence number of the newest applied commit."}, func() float64 { return float64(l.Applied()) })
-	_ = reg.Register(g)
+	gauge := func(name, help string, f func() float64) {
+		_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twoway_log_" + name, Help: help}, f))
+	}
+	gauge("applied_seq", "Sequence number of the newest applied commit.", func() float64 { return float64(l.Applied()) })
+	gauge("tail_lag_seconds", "Time since the log last confirmed it had applied every commit in the bucket.", func() float64 {
+		h := l.Health()
+		if h.TailConfirmed.IsZero() {
+			return 0
+		}
+		return time.Since(h.TailConfirmed).Seconds()
+	})
+	gauge("stopped", "1 once the commit log has stopped on an error it cannot go past.", func() float64 {
+		if l.Err() != nil {
+			return 1
+		}
+		return 0
+	})
+	gauge("ready", "1 while the agent is caught up with the log and can reach the bucket.", func() float64 {
+		if l.Health().Ready {
+			return 1
+		}
+		return 0
+	})
+	gauge("last_error_timestamp_seconds", "When the log last met an error (bucket unreachable, read failed); 0 if never.", func() float64 {
+		if t := l.Health().LastErrorAt; !t.IsZero() {
+			return float64(t.UnixNano()) / 1e9
+		}
+		return 0
+	})
+	counter("too_late_total", "Proposals refused because their data or task deadline was too old to commit safely.", st.TooLate.Load)
+	counter("snapshots_reused_total", "Owner snapshots a checkpoint reused because the owner had not changed.", st.SnapshotsReused.Load)
 }

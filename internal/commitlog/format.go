@@ -36,13 +36,15 @@ func parseSeq(key, prefix string) (uint64, bool) {
 const (
 	commitVersion     = 1
 	chunkVersion      = 1
-	checkpointVersion = 1
+	checkpointVersion = 2
+	snapshotVersion   = 1
 )
 
 var (
 	commitMagic     = [4]byte{'T', 'W', 'L', 'C'}
 	chunkMagic      = [4]byte{'T', 'W', 'C', 'K'}
 	checkpointMagic = [4]byte{'T', 'W', 'C', 'P'}
+	snapshotMagic   = [4]byte{'T', 'W', 'S', 'N'}
 )
 
 // ErrCorrupt marks an object that does not decode: bad magic, bad checksum,
@@ -293,39 +295,6 @@ func chunkHeader() []byte {
 	b := append([]byte(nil), chunkMagic[:]...)
 	b = binary.BigEndian.AppendUint16(b, chunkVersion)
 	return binary.BigEndian.AppendUint16(b, 0)
-}
-
-// Checkpoint layout (version 1):
-//
-//	magic "TWCP" | version u16 | flags u16 | seq u64 | body_len u64 | body | crc32c u32
-func encodeCheckpoint(seq uint64, body []byte) []byte {
-	b := make([]byte, 0, 24+len(body)+4)
-	b = append(b, checkpointMagic[:]...)
-	b = binary.BigEndian.AppendUint16(b, checkpointVersion)
-	b = binary.BigEndian.AppendUint16(b, 0)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(len(body)))
-	b = append(b, body...)
-	return binary.BigEndian.AppendUint32(b, CRC(b))
-}
-
-// DecodeCheckpoint verifies a checkpoint object and returns its sequence
-// number and the state machine's snapshot bytes.
-func DecodeCheckpoint(b []byte) (uint64, []byte, error) {
-	body, _, err := checkEnvelope(b, checkpointMagic, checkpointVersion, "checkpoint")
-	if err != nil {
-		return 0, nil, err
-	}
-	r := &reader{b: body[8:]}
-	seq := r.u64()
-	n := r.u64()
-	if r.err == nil && n != uint64(len(r.b)) {
-		return 0, nil, fmt.Errorf("%w: checkpoint body length %d, have %d bytes", ErrCorrupt, n, len(r.b))
-	}
-	if r.err != nil {
-		return 0, nil, r.err
-	}
-	return seq, r.b, nil
 }
 
 // VerifyBlob checks that data is what ref promises.

@@ -3,6 +3,7 @@ package commitlog
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -62,14 +63,43 @@ func TestCommitCorruption(t *testing.T) {
 }
 
 func TestCheckpointRoundTrip(t *testing.T) {
-	b := encodeCheckpoint(7, []byte(`{"x":"y"}`))
-	seq, body, err := DecodeCheckpoint(b)
-	if err != nil || seq != 7 || string(body) != `{"x":"y"}` {
-		t.Fatalf("got %d %q %v", seq, body, err)
+	parts := []cpPart{
+		{Name: "leases", Seq: 3, Key: SnapshotKey("leases", 3), Size: 40, CRC: 1},
+		{Name: "streams", Seq: 7, Key: SnapshotKey("streams", 7), Size: 1 << 20, CRC: 2},
+	}
+	b := encodeCheckpoint(7, parts)
+	ci, err := decodeCheckpoint(b)
+	if err != nil || ci.seq != 7 || ci.version != 2 || !slices.Equal(ci.parts, parts) {
+		t.Fatalf("got %+v %v", ci, err)
 	}
 	b[len(b)-5] ^= 1
-	if _, _, err := DecodeCheckpoint(b); !errors.Is(err, ErrCorrupt) {
+	if _, err := decodeCheckpoint(b); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt checkpoint: %v", err)
+	}
+	// A part newer than the checkpoint, or whose key is not its name's, is
+	// corrupt.
+	bad := encodeCheckpoint(5, parts)
+	if _, err := decodeCheckpoint(bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("part above the checkpoint: %v", err)
+	}
+	// Version 1 (the N-1 rule) still reads.
+	v1 := encodeCheckpointV1(4, map[string][]byte{"streams": []byte(`{}`)})
+	ci, err = decodeCheckpoint(v1)
+	if err != nil || ci.seq != 4 || ci.version != 1 || string(ci.legacy["streams"]) != "{}" {
+		t.Fatalf("v1: %+v %v", ci, err)
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	b := encodeSnapshot("streams", 12, []byte("state"))
+	name, seq, body, err := DecodeSnapshot(b)
+	if err != nil || name != "streams" || seq != 12 || string(body) != "state" {
+		t.Fatalf("got %q %d %q %v", name, seq, body, err)
+	}
+	for n := range len(b) {
+		if _, _, _, err := DecodeSnapshot(b[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncation to %d: %v", n, err)
+		}
 	}
 }
 
@@ -117,14 +147,28 @@ func FuzzDecodeCommit(f *testing.F) {
 }
 
 func FuzzDecodeCheckpoint(f *testing.F) {
-	f.Add(encodeCheckpoint(9, []byte(`{"streams":"e30="}`)))
-	f.Add([]byte("TWCP\x00\x01\x00\x00"))
+	f.Add(encodeCheckpoint(9, []cpPart{{Name: "streams", Seq: 9, Key: SnapshotKey("streams", 9), Size: 10, CRC: 3}}))
+	f.Add(encodeCheckpointV1(9, map[string][]byte{"streams": []byte("{}")}))
+	f.Add([]byte("TWCP\x00\x02\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		seq, body, err := DecodeCheckpoint(b)
+		ci, err := decodeCheckpoint(b)
+		if err != nil || ci.version != 2 {
+			return
+		}
+		if again := encodeCheckpoint(ci.seq, ci.parts); !bytes.Equal(again, b) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+func FuzzDecodeSnapshot(f *testing.F) {
+	f.Add(encodeSnapshot("groups", 3, []byte("{}")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, seq, body, err := DecodeSnapshot(b)
 		if err != nil {
 			return
 		}
-		if again := encodeCheckpoint(seq, body); !bytes.Equal(again, b) {
+		if again := encodeSnapshot(name, seq, body); !bytes.Equal(again, b) {
 			t.Fatalf("re-encoding differs")
 		}
 	})

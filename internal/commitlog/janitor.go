@@ -1,18 +1,64 @@
 package commitlog
 
 import (
-	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twoway/twoway/bucket"
 )
 
 // JanitorLease names the lease whose holder checkpoints, collects garbage
-// and runs owners' maintenance. One agent in the fleet holds it at a time;
+// and runs the maintenance tasks. One agent in the fleet holds it at a time;
 // the safety of what it deletes does not depend on that (see the package
 // comment), only the avoidance of duplicate work does.
 const JanitorLease = "janitor"
+
+// Task is maintenance run by the holder of the janitor lease: checkpoints,
+// garbage collection and the core's feature enabling are tasks, and so are
+// modules' (index compaction, retention, expiry). A task may do I/O and
+// propose entries.
+//
+// Run gets a context whose deadline ends the pass: at most Grace/8 after it
+// starts, so that whatever it wrote before proposing is committed well
+// inside the freshness window. A proposal made with that context after the
+// deadline is refused (ErrNotCommitted), never applied; a proposal
+// referencing a chunk the task wrote with PutChunk is refused once the
+// chunk is too old to commit safely, whatever context it was made with.
+type Task struct {
+	// Name identifies the task in logs.
+	Name string
+	// Every is the time between passes. Default: every janitor tick
+	// (LeaseDuration/3 or CheckpointInterval, whichever is shorter).
+	Every time.Duration
+	// Timeout bounds one pass. Default and maximum Grace/8.
+	Timeout time.Duration
+	Run     func(ctx context.Context, l *Log) error
+}
+
+type taskKey struct{}
+
+// AddTask adds a maintenance task to the janitor.
+func (l *Log) AddTask(t Task) {
+	l.tasksMu.Lock()
+	l.tasks = append(l.tasks, t)
+	l.tasksMu.Unlock()
+}
+
+// CollectUnder makes garbage collection delete objects under prefix once
+// no owner has referenced them (LiveObjects) for Grace. An owner writing
+// such an object must commit a reference to it within Grace/4 of writing
+// it, as with PutChunk.
+func (l *Log) CollectUnder(prefix string) {
+	l.tasksMu.Lock()
+	l.prefixes = append(l.prefixes, prefix)
+	l.tasksMu.Unlock()
+}
+
+// IsJanitor reports whether this agent holds the janitor lease now (as far
+// as its applied state says).
+func (l *Log) IsJanitor() bool { return l.Lease(JanitorLease).Holder == l.opts.AgentID }
 
 // ProposeLease commits one lease entry (LeaseAcquire, LeaseRenew,
 // LeaseRelease) and reports whether it took effect.
@@ -40,144 +86,178 @@ func (w *LeaseWatch) Expired(cur Lease, now time.Time, d time.Duration) bool {
 	return cur.Holder == "" || now.Sub(w.since) > d
 }
 
-type janitorState struct {
-	watch      LeaseWatch
-	lastCPSeq  uint64
-	lastCPAt   time.Time
-	lastGC     time.Time
-	checkpoint map[uint64]time.Time // checkpoint seq → first seen
-	unref      map[string]time.Time // chunk key → first seen unreferenced
+func (l *Log) janitorTick() time.Duration {
+	return min(l.opts.LeaseDuration/3, l.opts.CheckpointInterval)
 }
 
+// coreTasks are the log's own maintenance.
+func (l *Log) coreTasks() []Task {
+	gc := &collector{checkpoint: map[uint64]time.Time{}, unref: map[string]time.Time{}, parts: map[string][]string{}}
+	cp := &checkpointer{lastSeq: 0}
+	return []Task{
+		{Name: "checkpoint", Run: cp.run},
+		{Name: "gc", Every: max(l.opts.Grace/8, time.Second), Run: gc.run},
+		{Name: "features", Every: l.opts.RegisterInterval, Run: l.enableFeatures},
+	}
+}
+
+// janitor competes for the janitor lease and renews it; while this agent
+// holds it, a second goroutine runs the tasks, so a long pass never delays
+// a renewal.
 func (l *Log) janitor() {
 	defer l.wg.Done()
-	js := &janitorState{
-		lastCPSeq:  l.Applied(),
-		lastCPAt:   time.Now(),
-		checkpoint: map[uint64]time.Time{},
-		unref:      map[string]time.Time{},
-	}
-	tick := min(l.opts.LeaseDuration/3, l.opts.CheckpointInterval)
-	for l.sleep(tick) {
-		l.janitorTick(js)
+	l.wg.Add(1)
+	go l.runTasks()
+	var watch LeaseWatch
+	for l.sleep(l.janitorTick()) {
+		now := time.Now()
+		lease := l.Lease(JanitorLease)
+		if lease.Holder != l.opts.AgentID {
+			if watch.Expired(lease, now, l.opts.LeaseDuration) {
+				if ok, err := l.ProposeLease(l.ctx, LeaseAcquire(JanitorLease, l.opts.AgentID, "", lease)); err == nil && ok {
+					l.log.Info("holding the janitor lease", "epoch", lease.Epoch+1)
+				}
+			}
+			continue
+		}
+		if _, err := l.ProposeLease(l.ctx, LeaseRenew(JanitorLease, l.opts.AgentID, lease.Epoch)); err != nil && l.ctx.Err() == nil {
+			l.log.Warn("janitor lease renewal failed", "err", err)
+		}
 	}
 }
 
-func (l *Log) janitorTick(js *janitorState) {
-	ctx := l.ctx
+// runTasks runs due tasks, one at a time, while this agent is the janitor.
+func (l *Log) runTasks() {
+	defer l.wg.Done()
+	last := map[int]time.Time{}
+	for l.sleep(l.janitorTick()) {
+		l.tasksMu.Lock()
+		tasks := append([]Task(nil), l.tasks...)
+		l.tasksMu.Unlock()
+		for i, t := range tasks {
+			if l.ctx.Err() != nil || !l.IsJanitor() {
+				break
+			}
+			every := t.Every
+			if every <= 0 {
+				every = l.janitorTick()
+			}
+			if time.Since(last[i]) < every {
+				continue
+			}
+			last[i] = time.Now()
+			if err := l.runTask(t); err != nil && l.ctx.Err() == nil {
+				l.log.Warn("janitor task failed", "task", t.Name, "err", err)
+			}
+		}
+	}
+}
+
+// RunTask runs one pass of a task now, with the deadline and refusal rules
+// of the janitor, whether or not this agent holds the lease (tests, and
+// commands that maintain a bucket on demand).
+func (l *Log) RunTask(t Task) error { return l.runTask(t) }
+
+func (l *Log) runTask(t Task) error {
+	timeout := t.Timeout
+	if timeout <= 0 || timeout > l.w/2 {
+		timeout = l.w / 2
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(l.ctx, taskKey{}, t.Name), timeout)
+	defer cancel()
+	return t.Run(ctx, l)
+}
+
+// checkpointer is the checkpoint task's memory.
+type checkpointer struct {
+	lastSeq uint64
+	lastAt  time.Time
+}
+
+func (c *checkpointer) run(ctx context.Context, l *Log) error {
 	now := time.Now()
-	lease := l.Lease(JanitorLease)
-	if lease.Holder != l.opts.AgentID {
-		if js.watch.Expired(lease, now, l.opts.LeaseDuration) {
-			if ok, err := l.ProposeLease(ctx, LeaseAcquire(JanitorLease, l.opts.AgentID, "", lease)); err == nil && ok {
-				l.log.Info("holding the janitor lease", "epoch", lease.Epoch+1)
-			}
-		}
-		return
-	}
-	if ok, err := l.ProposeLease(ctx, LeaseRenew(JanitorLease, l.opts.AgentID, lease.Epoch)); err != nil || !ok {
-		return
-	}
-	l.maintain(ctx, now)
-	l.checkpointIfDue(ctx, js, now)
-	if now.Sub(js.lastGC) >= max(l.opts.Grace/8, time.Second) {
-		js.lastGC = now
-		l.collect(ctx, js)
-	}
-}
-
-func (l *Log) maintain(ctx context.Context, now time.Time) {
-	var entries []Entry
-	l.View(func() {
-		for _, o := range l.mux.owners {
-			if m, ok := o.(Maintainer); ok {
-				entries = append(entries, m.Maintain(now)...)
-			}
-		}
-	})
-	if len(entries) > 0 {
-		if _, _, err := l.Propose(ctx, entries...); err != nil {
-			l.log.Warn("maintenance commit failed", "err", err)
-		}
-	}
-}
-
-func (l *Log) checkpointIfDue(ctx context.Context, js *janitorState, now time.Time) {
 	applied := l.Applied()
-	due := applied >= js.lastCPSeq+uint64(l.opts.CheckpointCommits) ||
-		(applied > js.lastCPSeq && now.Sub(js.lastCPAt) >= l.opts.CheckpointInterval)
+	if c.lastAt.IsZero() {
+		c.lastSeq, c.lastAt = applied, now
+	}
+	due := applied >= c.lastSeq+uint64(l.opts.CheckpointCommits) ||
+		(applied > c.lastSeq && now.Sub(c.lastAt) >= l.opts.CheckpointInterval)
 	if !due {
-		return
+		return nil
 	}
 	if err := l.Checkpoint(ctx); err != nil {
-		l.log.Warn("checkpoint failed", "err", err)
-		return
-	}
-	js.lastCPSeq, js.lastCPAt = applied, now
-}
-
-// Checkpoint writes the current state as checkpoints/{applied}. Any agent may
-// write one: the state at a sequence number is the same everywhere, so a
-// checkpoint that already exists is left alone.
-func (l *Log) Checkpoint(ctx context.Context) error {
-	var seq uint64
-	var body []byte
-	var err error
-	l.View(func() {
-		seq = l.applied
-		body, err = l.mux.snapshot()
-	})
-	if err != nil || seq == 0 {
 		return err
 	}
-	data := encodeCheckpoint(seq, body)
-	_, err = l.b.PutIfAbsent(ctx, CheckpointKey(seq), bytes.NewReader(data), int64(len(data)))
-	if err != nil && !bucket.IsPrecondition(err) {
-		return err
-	}
-	l.Stats.Checkpoints.Add(1)
+	c.lastSeq, c.lastAt = applied, now
 	return nil
 }
 
-// collect deletes commits, checkpoints and chunks that no state needs any
-// more and that have been unneeded for the grace period.
-func (l *Log) collect(ctx context.Context, js *janitorState) {
+// collector is the garbage collection task's memory: when it first saw
+// each checkpoint, and since when each object has been unreferenced.
+type collector struct {
+	checkpoint map[uint64]time.Time // checkpoint seq → first seen
+	unref      map[string]time.Time // object key → first seen unreferenced
+	parts      map[string][]string  // checkpoint key → snapshot objects it references
+}
+
+// run deletes commits, checkpoints and objects under the collected prefixes
+// that no state needs any more and that have been unneeded for the grace
+// period.
+func (gc *collector) run(ctx context.Context, l *Log) error {
 	// A state that includes every commit created before now.
 	if err := l.catchUpAll(ctx); err != nil {
-		l.log.Warn("gc: cannot reach the tail", "err", err)
-		return
+		return fmt.Errorf("gc: cannot reach the tail: %w", err)
 	}
 	now := time.Now()
 	live := map[string]bool{}
-	l.View(func() {
-		for _, o := range l.mux.owners {
-			o.LiveObjects(func(k string) { live[k] = true })
-		}
-	})
+	for _, s := range l.mux.slots {
+		s.mu.RLock()
+		s.o.LiveObjects(func(k string) { live[k] = true })
+		s.mu.RUnlock()
+	}
 
 	// Checkpoints: the newest one seen at least Grace ago is the floor.
+	// Every present checkpoint keeps the snapshot objects it references.
 	var floor uint64
 	present := map[uint64]bool{}
 	for info, err := range l.b.List(ctx, CheckpointPrefix, "") {
 		if err != nil {
-			l.log.Warn("gc: list checkpoints", "err", err)
-			return
+			return fmt.Errorf("gc: list checkpoints: %w", err)
 		}
 		seq, ok := parseSeq(info.Key, CheckpointPrefix)
 		if !ok {
 			continue
 		}
 		present[seq] = true
-		if _, seen := js.checkpoint[seq]; !seen {
-			js.checkpoint[seq] = now
+		if _, seen := gc.checkpoint[seq]; !seen {
+			gc.checkpoint[seq] = now
 		}
-		if now.Sub(js.checkpoint[seq]) >= l.opts.Grace && seq > floor {
+		if now.Sub(gc.checkpoint[seq]) >= l.opts.Grace && seq > floor {
 			floor = seq
 		}
+		parts, ok := gc.parts[info.Key]
+		if !ok {
+			ci, err := l.readCheckpoint(ctx, info.Key)
+			if bucket.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				// Keep everything rather than guess what it references.
+				return fmt.Errorf("gc: %w", err)
+			}
+			for _, p := range ci.parts {
+				parts = append(parts, p.Key)
+			}
+			gc.parts[info.Key] = parts
+		}
+		for _, k := range parts {
+			live[k] = true
+		}
 	}
-	for seq := range js.checkpoint {
+	for seq := range gc.checkpoint {
 		if !present[seq] {
-			delete(js.checkpoint, seq)
+			delete(gc.checkpoint, seq)
+			delete(gc.parts, CheckpointKey(seq))
 		}
 	}
 	if floor > 0 {
@@ -189,8 +269,7 @@ func (l *Log) collect(ctx context.Context, js *janitorState) {
 		// Commits below the floor, except those whose inline data is live.
 		for info, err := range l.b.List(ctx, LogPrefix, "") {
 			if err != nil {
-				l.log.Warn("gc: list log", "err", err)
-				return
+				return fmt.Errorf("gc: list log: %w", err)
 			}
 			seq, ok := parseSeq(info.Key, LogPrefix)
 			if !ok {
@@ -205,33 +284,41 @@ func (l *Log) collect(ctx context.Context, js *janitorState) {
 		}
 	}
 
-	// Chunks unreferenced for the grace period.
+	// Objects under the collected prefixes unreferenced for the grace period.
+	l.tasksMu.Lock()
+	prefixes := append([]string(nil), l.prefixes...)
+	l.tasksMu.Unlock()
 	listed := map[string]bool{}
-	for info, err := range l.b.List(ctx, ChunkPrefix, "") {
-		if err != nil {
-			l.log.Warn("gc: list chunks", "err", err)
-			return
-		}
-		listed[info.Key] = true
-		if live[info.Key] {
-			delete(js.unref, info.Key)
-			continue
-		}
-		first, seen := js.unref[info.Key]
-		if !seen {
-			js.unref[info.Key] = now
-			continue
-		}
-		if now.Sub(first) >= l.opts.Grace {
-			l.remove(ctx, info.Key)
-			delete(js.unref, info.Key)
+	for _, prefix := range prefixes {
+		for info, err := range l.b.List(ctx, prefix, "") {
+			if err != nil {
+				return fmt.Errorf("gc: list %s: %w", prefix, err)
+			}
+			if !strings.HasPrefix(info.Key, prefix) {
+				continue
+			}
+			listed[info.Key] = true
+			if live[info.Key] {
+				delete(gc.unref, info.Key)
+				continue
+			}
+			first, seen := gc.unref[info.Key]
+			if !seen {
+				gc.unref[info.Key] = now
+				continue
+			}
+			if now.Sub(first) >= l.opts.Grace {
+				l.remove(ctx, info.Key)
+				delete(gc.unref, info.Key)
+			}
 		}
 	}
-	for k := range js.unref {
+	for k := range gc.unref {
 		if !listed[k] {
-			delete(js.unref, k)
+			delete(gc.unref, k)
 		}
 	}
+	return nil
 }
 
 func (l *Log) remove(ctx context.Context, key string) {

@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,8 @@ import (
 
 // Options tune a Log. Zero values take the defaults noted.
 type Options struct {
-	// AgentID names this agent in leases and chunk names. Default: random.
+	// AgentID names this agent in leases, chunk names and its registration.
+	// Default: random.
 	AgentID string
 	// Linger is how long pending proposals gather before a commit.
 	// Default 5ms.
@@ -74,13 +76,29 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// LeaseDuration is how long a janitor lease lasts unrenewed. Default 30s.
 	LeaseDuration time.Duration
-	// Janitor enables checkpointing and GC on this agent (it still competes
-	// for the lease). Default true; set NoJanitor to disable.
+	// NoJanitor keeps this agent from competing for the janitor lease, so
+	// it never checkpoints, collects garbage or runs maintenance tasks
+	// (one-shot CLI commands). Default false.
 	NoJanitor bool
 	// CommitTimeout bounds one PutIfAbsent of a commit. Default 30s, and
-	// never more than W = Grace/4.
+	// never more than Grace/8, so that an attempt started inside the
+	// freshness window W = Grace/4 ends well inside it.
 	CommitTimeout time.Duration
-	Logger        *slog.Logger
+	// RegisterInterval is how often the agent rewrites its registration
+	// (agents/{agent}.json), which advertises the features it supports.
+	// An agent not heard from for three intervals is not live. Default 10s.
+	RegisterInterval time.Duration
+	// CollectPrefixes are bucket prefixes, besides chunks/ and snapshots/,
+	// whose objects garbage collection deletes once no owner has referenced
+	// them (LiveObjects) for Grace. More can be added with Log.CollectUnder.
+	CollectPrefixes []string
+	// Tasks are maintenance tasks for the janitor, besides the core's own;
+	// more can be added with Log.AddTask.
+	Tasks []Task
+	// StallThreshold is how long the bucket may be unreachable (every tail
+	// read failing) before Health reports the agent not ready. Default 10s.
+	StallThreshold time.Duration
+	Logger         *slog.Logger
 }
 
 func (o *Options) fill() {
@@ -114,6 +132,8 @@ func (o *Options) fill() {
 	if o.CommitTimeout > o.Grace/8 {
 		o.CommitTimeout = o.Grace / 8
 	}
+	def(&o.RegisterInterval, 10*time.Second)
+	def(&o.StallThreshold, 10*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -121,16 +141,20 @@ func (o *Options) fill() {
 
 // Stats are cumulative counters for metrics.
 type Stats struct {
-	Commits        atomic.Int64 // commits this agent wrote
-	Conflicts      atomic.Int64 // PutIfAbsent attempts lost to another writer
-	UnknownOutcome atomic.Int64 // commit writes whose outcome had to be read back
-	Applied        atomic.Int64 // commits applied (own and others')
-	ChunksWritten  atomic.Int64
-	ChunkBytes     atomic.Int64
-	RewrittenBytes atomic.Int64 // chunk bytes written by PutChunk (compaction)
-	Checkpoints    atomic.Int64
-	Deleted        atomic.Int64 // objects deleted by GC
-	Reloads        atomic.Int64 // restarts from a checkpoint after a gap
+	Commits         atomic.Int64 // commits this agent wrote
+	Conflicts       atomic.Int64 // PutIfAbsent attempts lost to another writer
+	UnknownOutcome  atomic.Int64 // commit writes whose outcome had to be read back
+	Applied         atomic.Int64 // commits applied (own and others')
+	ChunksWritten   atomic.Int64
+	ChunkBytes      atomic.Int64
+	RewrittenBytes  atomic.Int64 // chunk bytes written by PutChunk (compaction)
+	Checkpoints     atomic.Int64
+	SnapshotsReused atomic.Int64 // owner snapshots a checkpoint reused unchanged
+	Deleted         atomic.Int64 // objects deleted by GC
+	Reloads         atomic.Int64 // restarts from a checkpoint after a gap
+	TooLate         atomic.Int64 // proposals refused because their deadline passed
+	// CheckpointStallNs is the longest time a checkpoint paused applying.
+	CheckpointStallNs atomic.Int64
 }
 
 // ErrClosed is returned for proposals cut off by a closed log. Alone it
@@ -146,20 +170,45 @@ var errClosedNotCommitted = fmt.Errorf("%w: %w", ErrNotCommitted, ErrClosed)
 // retried safely).
 var ErrNotCommitted = errors.New("not committed")
 
+// ErrOutcomeUnknown means a commit write may or may not have landed, and
+// the log could not find out before giving up (the commit was too late to
+// retry safely).
+var ErrOutcomeUnknown = errors.New("commit outcome unknown")
+
+// StoppedError is the error that stopped a log: a commit that does not
+// decode, an entry type this version does not know, a checkpoint that
+// cannot be read. Seq is the commit concerned (0 when none is).
+type StoppedError struct {
+	Seq uint64
+	Err error
+}
+
+func (e *StoppedError) Error() string {
+	if e.Seq == 0 {
+		return fmt.Sprintf("commit log stopped: %v", e.Err)
+	}
+	return fmt.Sprintf("commit log stopped at commit %d: %v", e.Seq, e.Err)
+}
+
+func (e *StoppedError) Unwrap() error { return e.Err }
+
 // Log is one agent's handle on the commit log in a bucket.
 type Log struct {
-	b    bucket.Bucket
-	opts Options
-	log  *slog.Logger
-	w    time.Duration // freshness window, Grace/4
+	b       bucket.Bucket
+	opts    Options
+	log     *slog.Logger
+	w       time.Duration // freshness window, Grace/4
+	started time.Time
 
-	// mu guards the state machine and applied.
-	mu      sync.RWMutex
-	mux     *mux
-	leases  *leases
-	applied uint64
+	// applyMu serializes applying commits (and pauses it for checkpoint
+	// captures); each owner's state has its own lock in its slot.
+	applyMu  sync.Mutex
+	mux      *mux
+	leases   *leases
+	features *features
+	applied  atomic.Uint64
 	// results of the commit this agent has in flight, captured by whichever
-	// goroutine applies it.
+	// goroutine applies it; guarded by applyMu.
 	inflightID      [16]byte
 	inflightResults []any
 	inflightSeq     uint64
@@ -168,8 +217,16 @@ type Log struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 
-	// tailConfirmed is the time (UnixNano) of the newest tail confirmation.
+	// tailConfirmed is the time (UnixNano) of the newest tail confirmation,
+	// progressed the time the tail last found a commit.
 	tailConfirmed atomic.Int64
+	progressed    atomic.Int64
+	// bucketErrSince is when tail reads started failing (UnixNano; 0 while
+	// they succeed), and lastErr the newest non-fatal error.
+	bucketErrSince atomic.Int64
+	errMu          sync.Mutex
+	lastErr        error
+	lastErrAt      time.Time
 
 	pendMu    sync.Mutex
 	pending   []*proposal
@@ -179,6 +236,15 @@ type Log struct {
 
 	fatalMu sync.Mutex
 	fatal   error
+
+	tasksMu  sync.Mutex
+	tasks    []Task
+	prefixes []string
+	// lastCP is the newest checkpoint this agent wrote or read, for reusing
+	// unchanged owner snapshots.
+	cpMu        sync.Mutex
+	lastCP      *checkpointInfo
+	lastWaiting string
 
 	Stats Stats
 
@@ -195,6 +261,16 @@ type proposal struct {
 	seq     uint64
 	results []any
 	err     error
+	// notAfter: the proposal must not be committed by a write started
+	// later than this (zero: no limit).
+	notAfter time.Time
+}
+
+// limit lowers the proposal's deadline to t.
+func (p *proposal) limit(t time.Time) {
+	if !t.IsZero() && (p.notAfter.IsZero() || t.Before(p.notAfter)) {
+		p.notAfter = t
+	}
 }
 
 type sealedBatch struct {
@@ -211,7 +287,8 @@ type sealedBatch struct {
 func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*Log, error) {
 	opts.fill()
 	ls := &leases{m: map[string]Lease{}}
-	m, err := newMux(append([]Owner{ls}, owners...))
+	fs := &features{on: map[string]bool{}}
+	m, err := newMux(append([]Owner{ls, fs}, owners...))
 	if err != nil {
 		return nil, err
 	}
@@ -220,23 +297,44 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 		opts:     opts,
 		log:      opts.Logger.With("agent", opts.AgentID),
 		w:        opts.Grace / 4,
+		started:  time.Now(),
 		mux:      m,
 		leases:   ls,
+		features: fs,
 		changed:  make(chan struct{}),
 		pendWake: make(chan struct{}, 1),
 		sealed:   make(chan *sealedBatch, opts.ChunkUploads),
+		prefixes: append([]string{ChunkPrefix, SnapshotPrefix}, opts.CollectPrefixes...),
 	}
-	if err := l.load(ctx); err != nil {
-		return nil, err
+	l.tasks = append(l.coreTasks(), opts.Tasks...)
+	// Register before reading the log, so that a janitor deciding whether
+	// every live agent supports a feature counts this one from now on.
+	if err := l.register(ctx); err != nil {
+		return nil, fmt.Errorf("register agent %s: %w", opts.AgentID, err)
 	}
-	if err := l.catchUpAll(ctx); err != nil {
-		return nil, err
+	// Transient bucket errors are retried a few times; a corrupt or newer
+	// object is not.
+	for attempt := 0; ; attempt++ {
+		err := l.load(ctx)
+		if err == nil {
+			err = l.catchUpAll(ctx)
+		}
+		if err == nil {
+			break
+		}
+		if isFatal(err) || attempt >= 4 || ctx.Err() != nil {
+			l.deregister()
+			return nil, err
+		}
+		l.log.Warn("opening the log: retrying", "err", err)
+		time.Sleep(backoff(attempt + 2))
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.wg.Add(3)
+	l.wg.Add(4)
 	go l.tail()
 	go l.sealLoop()
 	go l.commitLoop()
+	go l.registerLoop()
 	if !opts.NoJanitor {
 		l.wg.Add(1)
 		go l.janitor()
@@ -244,18 +342,25 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 	return l, nil
 }
 
-// Close stops the log. Proposals not yet committed fail with ErrClosed.
+// Close stops the log and waits for its goroutines, chunk uploads
+// included. Proposals not yet committed fail with ErrClosed.
 func (l *Log) Close() error {
 	l.cancel()
 	l.wg.Wait()
+	l.failPending(errClosedNotCommitted)
+	l.deregister()
+	return nil
+}
+
+// failPending fails every proposal not yet sealed.
+func (l *Log) failPending(err error) {
 	l.pendMu.Lock()
 	for _, p := range l.pending {
-		p.err = errClosedNotCommitted
+		p.err = err
 		close(p.done)
 	}
-	l.pending = nil
+	l.pending, l.pendBytes = nil, 0
 	l.pendMu.Unlock()
-	return nil
 }
 
 // AgentID is this agent's name.
@@ -264,40 +369,61 @@ func (l *Log) AgentID() string { return l.opts.AgentID }
 // Bucket is the bucket the log lives in.
 func (l *Log) Bucket() bucket.Bucket { return l.b }
 
-// Err returns the error that stopped the log, if any.
+// Grace is the garbage-collection grace period in force.
+func (l *Log) Grace() time.Duration { return l.opts.Grace }
+
+// Err returns the error that stopped the log (a *StoppedError), if any.
 func (l *Log) Err() error {
 	l.fatalMu.Lock()
 	defer l.fatalMu.Unlock()
 	return l.fatal
 }
 
-func (l *Log) setFatal(err error) {
+// setFatal stops the log with err; seq is the commit concerned, if known.
+func (l *Log) setFatal(seq uint64, err error) {
 	l.fatalMu.Lock()
 	if l.fatal == nil {
-		l.fatal = err
-		l.log.Error("commit log stopped", "err", err)
+		var se *StoppedError
+		if !errors.As(err, &se) {
+			se = &StoppedError{Seq: seq, Err: err}
+		}
+		l.fatal = se
+		l.log.Error("commit log stopped", "seq", se.Seq, "err", se.Err)
 	}
 	l.fatalMu.Unlock()
 	l.cancel()
+	l.notify()
 }
 
-// View runs f with the state lock shared: owners' state may be read, not
-// changed.
-func (l *Log) View(f func()) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+// isFatal reports whether err means the log cannot go on.
+func isFatal(err error) bool {
+	var unknown *UnknownEntryError
+	return errors.As(err, &unknown) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerFormat)
+}
+
+func (l *Log) noteErr(err error) {
+	l.errMu.Lock()
+	l.lastErr, l.lastErrAt = err, time.Now()
+	l.errMu.Unlock()
+}
+
+// View runs f with owner o's state lock shared: o's state may be read, not
+// changed. o must be one of the owners the log was opened with.
+func (l *Log) View(o Owner, f func()) {
+	s := l.mux.byOwn[o]
+	if s == nil {
+		panic(fmt.Sprintf("commitlog: View of an owner the log does not have (%T)", o))
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	f()
 }
 
 // Applied is the sequence number of the newest applied commit.
-func (l *Log) Applied() uint64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.applied
-}
+func (l *Log) Applied() uint64 { return l.applied.Load() }
 
 // Changed returns a channel closed the next time a commit is applied (or
-// the state is reloaded).
+// the state is reloaded, or the log stops).
 func (l *Log) Changed() <-chan struct{} {
 	l.changedMu.Lock()
 	defer l.changedMu.Unlock()
@@ -313,14 +439,35 @@ func (l *Log) notify() {
 
 // Lease returns the applied state of a named lease.
 func (l *Log) Lease(name string) Lease {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.leases.m[name]
+	var cur Lease
+	l.View(l.leases, func() { cur = l.leases.get(name) })
+	return cur
+}
+
+// Leases calls fn for every lease in the applied state, in name order.
+func (l *Log) Leases(fn func(name string, cur Lease)) {
+	type kv struct {
+		name string
+		cur  Lease
+	}
+	var all []kv
+	l.View(l.leases, func() {
+		for n, c := range l.leases.m {
+			all = append(all, kv{n, c})
+		}
+	})
+	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+	for _, e := range all {
+		fn(e.name, e.cur)
+	}
 }
 
 // Sync brings the state up to the tail of the log as of now: after it
 // returns, every commit that existed when Sync was called is applied.
 func (l *Log) Sync(ctx context.Context) error {
+	if err := l.Err(); err != nil {
+		return err
+	}
 	return l.catchUpAll(ctx)
 }
 
@@ -328,8 +475,19 @@ func (l *Log) Sync(ctx context.Context) error {
 // holding them is durable and applied. It returns the commit's sequence
 // number and each entry's apply result. On ErrNotCommitted nothing was
 // committed; on a context error the outcome is unknown.
+//
+// Inside a janitor task (ctx is the task's), the proposal is refused, never
+// committed, once the task's deadline has passed.
 func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, error) {
-	return l.Submit(entries...)(ctx)
+	var notAfter time.Time
+	if ctx.Value(taskKey{}) != nil {
+		// A task's proposal may start its write until the task's deadline,
+		// so it lands by the deadline plus one commit timeout.
+		if d, ok := ctx.Deadline(); ok {
+			notAfter = d.Add(l.opts.CommitTimeout)
+		}
+	}
+	return l.submit(notAfter, entries)(ctx)
 }
 
 // Submit queues entries for the next commit without waiting, and returns
@@ -339,17 +497,34 @@ func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, err
 // connection's produce requests to one partition) submit in that order and
 // wait concurrently.
 func (l *Log) Submit(entries ...Entry) func(context.Context) (uint64, []any, error) {
-	if err := l.Err(); err != nil {
+	return l.submit(time.Time{}, entries)
+}
+
+func (l *Log) submit(notAfter time.Time, entries []Entry) func(context.Context) (uint64, []any, error) {
+	fail := func(err error) func(context.Context) (uint64, []any, error) {
 		return func(context.Context) (uint64, []any, error) { return 0, nil, err }
 	}
+	if err := l.Err(); err != nil {
+		return fail(err)
+	}
+	if err := l.checkEnabled(entries); err != nil {
+		return fail(err)
+	}
 	p := &proposal{entries: entries, done: make(chan struct{})}
+	p.limit(notAfter)
 	for _, e := range entries {
 		p.blobLen += len(e.Blob)
+		if len(e.Blob) == 0 && e.Ref.Key != "" {
+			p.limit(l.writtenDeadline(e.Ref.Key))
+		}
 	}
 	l.pendMu.Lock()
 	if l.ctx.Err() != nil {
 		l.pendMu.Unlock()
-		return func(context.Context) (uint64, []any, error) { return 0, nil, errClosedNotCommitted }
+		if err := l.Err(); err != nil {
+			return fail(err)
+		}
+		return fail(errClosedNotCommitted)
 	}
 	l.pending = append(l.pending, p)
 	l.pendBytes += p.blobLen
@@ -363,7 +538,7 @@ func (l *Log) Submit(entries ...Entry) func(context.Context) (uint64, []any, err
 		case <-p.done:
 			return p.seq, p.results, p.err
 		case <-ctx.Done():
-			return 0, nil, fmt.Errorf("commit outcome unknown: %w", ctx.Err())
+			return 0, nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 		}
 	}
 }
@@ -385,63 +560,14 @@ func (l *Log) sleep(d time.Duration) bool {
 	}
 }
 
-// ---- loading and applying ----
+// ---- applying ----
 
-// load restores the newest checkpoint (or the empty state). A checkpoint
-// deleted between listing and reading (a newer one replaced it) means: list
-// again.
-func (l *Log) load(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		err := l.loadOnce(ctx)
-		if !bucket.IsNotFound(err) || attempt >= 5 {
-			return err
-		}
-	}
-}
-
-func (l *Log) loadOnce(ctx context.Context) error {
-	var newest string
-	for info, err := range l.b.List(ctx, CheckpointPrefix, "") {
-		if err != nil {
-			return fmt.Errorf("list checkpoints: %w", err)
-		}
-		if _, ok := parseSeq(info.Key, CheckpointPrefix); ok {
-			newest = info.Key
-		}
-	}
-	if newest == "" {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.applied > 0 {
-			return fmt.Errorf("commitlog: no checkpoint in the bucket, but commits 1..%d were applied: the bucket was emptied", l.applied)
-		}
-		l.mux.reset()
-		return nil
-	}
-	data, _, err := bucket.ReadAll(ctx, l.b, newest)
-	if err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
-	}
-	seq, body, err := DecodeCheckpoint(data)
-	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", newest, err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if seq <= l.applied && l.applied > 0 {
-		return nil // what we have is at least as new
-	}
-	if err := l.mux.restore(body); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", newest, err)
-	}
-	l.applied = seq
-	return nil
-}
-
-// applyLocked applies c, which must be the next commit. l.mu must be held.
+// applyLocked applies c, which must be the next commit. l.applyMu must be
+// held. Each run of consecutive entries of one owner is applied under that
+// owner's lock, so readers of other owners never wait.
 func (l *Log) applyLocked(c *Commit) error {
-	if c.Seq != l.applied+1 {
-		return fmt.Errorf("commitlog: apply of commit %d after %d", c.Seq, l.applied)
+	if c.Seq != l.applied.Load()+1 {
+		return fmt.Errorf("commitlog: apply of commit %d after %d", c.Seq, l.applied.Load())
 	}
 	for _, e := range c.Entries {
 		if l.mux.byType[e.Type] == nil {
@@ -449,10 +575,21 @@ func (l *Log) applyLocked(c *Commit) error {
 		}
 	}
 	results := make([]any, len(c.Entries))
-	for i, e := range c.Entries {
-		results[i] = l.mux.byType[e.Type].Apply(c.Seq, e)
+	for i := 0; i < len(c.Entries); {
+		s := l.mux.byType[c.Entries[i].Type]
+		s.mu.Lock()
+		for ; i < len(c.Entries) && l.mux.byType[c.Entries[i].Type] == s; i++ {
+			e := c.Entries[i]
+			if l.mux.gated[e.Type] && !l.features.on[typeFeature(e.Type)] {
+				results[i] = fmt.Errorf("entry type %d: %w", e.Type, ErrNotEnabled)
+				continue
+			}
+			results[i] = s.o.Apply(c.Seq, e)
+		}
+		s.touched = c.Seq
+		s.mu.Unlock()
 	}
-	l.applied = c.Seq
+	l.applied.Store(c.Seq)
 	if c.ID == l.inflightID {
 		l.inflightResults, l.inflightSeq = results, c.Seq
 	}
@@ -470,13 +607,13 @@ func (l *Log) applyBytes(seq uint64, data []byte) error {
 	if c.Seq != seq {
 		return fmt.Errorf("commit %d: %w: object claims sequence %d", seq, ErrCorrupt, c.Seq)
 	}
-	l.mu.Lock()
-	if seq <= l.applied {
-		l.mu.Unlock()
+	l.applyMu.Lock()
+	if seq <= l.applied.Load() {
+		l.applyMu.Unlock()
 		return nil
 	}
 	err = l.applyLocked(c)
-	l.mu.Unlock()
+	l.applyMu.Unlock()
 	if err == nil {
 		l.notify()
 	}
@@ -550,7 +687,7 @@ func (l *Log) confirmTail(at time.Time) {
 	}
 }
 
-// fresh reports how long the newest tail confirmation remains usable.
+// freshFor reports how long the newest tail confirmation remains usable.
 func (l *Log) freshFor() time.Duration {
 	return time.Until(time.Unix(0, l.tailConfirmed.Load()).Add(l.w))
 }
@@ -586,16 +723,20 @@ func (l *Log) tail() {
 			if l.ctx.Err() != nil {
 				return
 			}
-			var unknown *UnknownEntryError
-			if errors.As(err, &unknown) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerFormat) {
-				l.setFatal(err)
+			if isFatal(err) {
+				l.setFatal(next, err)
 				return
 			}
+			l.bucketErrSince.CompareAndSwap(0, time.Now().UnixNano())
+			l.noteErr(err)
 			l.log.Warn("tail: read failed; retrying", "seq", next, "err", err)
 		case found:
+			l.bucketErrSince.Store(0)
+			l.progressed.Store(time.Now().UnixNano())
 			wait = l.opts.PollMin
 			continue
 		case l.freshFor() > 0:
+			l.bucketErrSince.Store(0)
 			l.confirmTail(start)
 		default:
 			// The confirmation chain lapsed (this agent stalled): only a
@@ -603,9 +744,17 @@ func (l *Log) tail() {
 			gap, err := l.confirmByList(l.ctx, next, start)
 			if err == nil && gap {
 				err = l.reload(l.ctx)
+				if err != nil && isFatal(err) {
+					l.setFatal(0, err)
+					return
+				}
 			}
 			if err != nil && l.ctx.Err() == nil {
+				l.bucketErrSince.CompareAndSwap(0, time.Now().UnixNano())
+				l.noteErr(err)
 				l.log.Warn("tail: confirm failed; retrying", "err", err)
+			} else {
+				l.bucketErrSince.Store(0)
 			}
 			if gap {
 				continue
@@ -616,4 +765,54 @@ func (l *Log) tail() {
 		}
 		wait = min(wait*2, l.opts.PollMax)
 	}
+}
+
+// Health is what an agent reports about its log.
+type Health struct {
+	// Stopped is the error that stopped the log, nil while it runs.
+	Stopped *StoppedError
+	// Applied is the newest applied commit.
+	Applied uint64
+	// TailConfirmed is when the log last confirmed that nothing newer than
+	// Applied existed (zero before the first confirmation).
+	TailConfirmed time.Time
+	// BucketErrorsSince is when reads of the log started failing, zero while
+	// they succeed.
+	BucketErrorsSince time.Time
+	// LastError is the newest non-fatal error and when it happened.
+	LastError   error
+	LastErrorAt time.Time
+	// Ready: running, caught up with the tail recently, and the bucket not
+	// failing for longer than the stall threshold.
+	Ready  bool
+	Reason string
+}
+
+// Health reports the log's state for /healthz and /readyz.
+func (l *Log) Health() Health {
+	h := Health{Applied: l.Applied()}
+	if err := l.Err(); err != nil {
+		errors.As(err, &h.Stopped)
+	}
+	if t := l.tailConfirmed.Load(); t != 0 {
+		h.TailConfirmed = time.Unix(0, t)
+	}
+	if t := l.bucketErrSince.Load(); t != 0 {
+		h.BucketErrorsSince = time.Unix(0, t)
+	}
+	l.errMu.Lock()
+	h.LastError, h.LastErrorAt = l.lastErr, l.lastErrAt
+	l.errMu.Unlock()
+	switch {
+	case h.Stopped != nil:
+		h.Reason = h.Stopped.Error()
+	case !h.BucketErrorsSince.IsZero() && time.Since(h.BucketErrorsSince) > l.opts.StallThreshold:
+		h.Reason = fmt.Sprintf("the bucket has been unreachable for %v: %v", time.Since(h.BucketErrorsSince).Round(time.Second), h.LastError)
+	case time.Since(h.TailConfirmed) > l.opts.StallThreshold+l.opts.PollMax &&
+		time.Since(time.Unix(0, l.progressed.Load())) > l.opts.StallThreshold:
+		h.Reason = fmt.Sprintf("not caught up with the log: the tail was last confirmed %v ago", time.Since(h.TailConfirmed).Round(time.Millisecond))
+	default:
+		h.Ready = true
+	}
+	return h
 }

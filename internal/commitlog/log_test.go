@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -51,7 +52,10 @@ func (r *recorder) Apply(seq uint64, e Entry) any {
 	return len(r.IDs) - 1
 }
 
-func (r *recorder) Snapshot() ([]byte, error) { return json.Marshal(r) }
+func (r *recorder) Snapshot() func() ([]byte, error) {
+	b, err := json.Marshal(r)
+	return func() ([]byte, error) { return b, err }
+}
 func (r *recorder) Restore(b []byte) error {
 	r.Reset()
 	return json.Unmarshal(b, r)
@@ -146,7 +150,7 @@ func check(t *testing.T, b bucket.Bucket, acked []string, logs []*Log, recs []*r
 	for i, l := range logs {
 		var ids []string
 		var refs map[string]Ref
-		l.View(func() { ids, refs = slices.Clone(recs[i].IDs), recs[i].Refs })
+		l.View(recs[i], func() { ids, refs = slices.Clone(recs[i].IDs), maps.Clone(recs[i].Refs) })
 		if i == 0 {
 			first = ids
 		} else if !slices.Equal(ids, first) {

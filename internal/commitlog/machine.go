@@ -2,17 +2,22 @@ package commitlog
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
-	"time"
+	"strconv"
+	"sync"
 )
 
 // Owner applies the entry types it owns to its part of the state. The log
 // core knows nothing of topics, groups or actors: each of those is an Owner.
 //
-// Every method is called with the log's state lock held (Apply, Restore and
-// Reset exclusively, the others shared), so an Owner needs no locking of its
-// own; code outside the log reads an Owner's state through Log.View.
+// Each Owner's state has a lock of its own, held by the log: Apply, Restore
+// and Reset run with it held exclusively, LiveObjects with it shared, and
+// code outside the log reads the state through Log.View(owner, ...), which
+// holds it shared. Applying one Owner's entries therefore never blocks
+// readers of another's. Apply is only ever called by one goroutine at a
+// time, in commit order.
 type Owner interface {
 	// Name identifies the owner's part of a checkpoint. It never changes.
 	Name() string
@@ -24,9 +29,14 @@ type Owner interface {
 	// same input gives the same state byte for byte. A malformed entry is
 	// a rejection result, not a panic.
 	Apply(seq uint64, e Entry) any
-	// Snapshot encodes the owner's state deterministically.
-	Snapshot() ([]byte, error)
-	// Restore replaces the owner's state with a snapshot.
+	// Snapshot captures the state for a checkpoint. It is called between
+	// two commits, with applying paused, so it must be cheap: copy what a
+	// later Apply would change in place, share what it never changes (an
+	// appended-to slice's prefix, immutable values). The returned function
+	// encodes the captured state deterministically; it runs later,
+	// concurrently with Apply and readers.
+	Snapshot() func() ([]byte, error)
+	// Restore replaces the state with a snapshot.
 	Restore(b []byte) error
 	// Reset empties the state (a log with no checkpoint yet).
 	Reset()
@@ -35,13 +45,21 @@ type Owner interface {
 	LiveObjects(fn func(key string))
 }
 
-// Maintainer is an Owner that has periodic work to propose, such as retention
-// trimming that needs a clock. Only the agent holding the janitor lease calls
-// it, with the state lock shared; the entries it returns are proposed as an
-// ordinary commit (so the clock is read by one proposer, and every agent
-// applies the same decision).
-type Maintainer interface {
-	Maintain(now time.Time) []Entry
+// Gated is an Owner some of whose entry types are newer than the fleet may
+// be: each of them is usable only after a commit enabled it, which the log
+// proposes once every live agent advertises the type (see features.go).
+// Proposing a gated type before then fails with ErrNotEnabled; applying one
+// is a rejection. Types that existed before gating are not gated.
+type Gated interface {
+	GatedTypes() []uint16
+}
+
+// LeaseReader is implemented by Owners whose entries are fenced by a lease.
+// The log hands them, once, a function reading the applied lease state; it
+// may be called only from Apply, and it sees the lease entries of earlier
+// entries in the same commit.
+type LeaseReader interface {
+	UseLeases(func(name string) Lease)
 }
 
 // UnknownEntryError stops an agent that meets an entry type it does not know,
@@ -55,29 +73,58 @@ func (e *UnknownEntryError) Error() string {
 	return fmt.Sprintf("commit %d holds entry type %d, unknown to this version of twoway: upgrade this agent", e.Seq, e.Type)
 }
 
-// mux dispatches entries to owners by type and combines their snapshots.
+// ErrNotEnabled is the error for an entry type (or format) that this agent
+// knows but the fleet has not enabled yet.
+var ErrNotEnabled = errors.New("not enabled yet")
+
+// slot is the log's bookkeeping for one Owner.
+type slot struct {
+	o  Owner
+	mu sync.RWMutex
+	// touched is the newest commit that applied an entry of this owner (or
+	// the sequence its state was restored at); guarded by the log's
+	// applyMu. A snapshot taken at touched is valid until it changes.
+	touched uint64
+}
+
+// mux dispatches entries to owners by type.
 type mux struct {
-	owners []Owner
-	byType map[uint16]Owner
+	slots  []*slot // sorted by name
+	byType map[uint16]*slot
+	byOwn  map[Owner]*slot
+	gated  map[uint16]bool
 }
 
 func newMux(owners []Owner) (*mux, error) {
-	m := &mux{byType: map[uint16]Owner{}}
+	m := &mux{byType: map[uint16]*slot{}, byOwn: map[Owner]*slot{}, gated: map[uint16]bool{}}
 	names := map[string]bool{}
 	for _, o := range owners {
 		if names[o.Name()] {
 			return nil, fmt.Errorf("commitlog: two owners named %q", o.Name())
 		}
+		if !validOwnerName(o.Name()) {
+			return nil, fmt.Errorf("commitlog: owner name %q: use 1 to 64 characters from [a-z0-9_-]", o.Name())
+		}
 		names[o.Name()] = true
+		s := &slot{o: o}
 		for _, t := range o.Types() {
 			if prev, ok := m.byType[t]; ok {
-				return nil, fmt.Errorf("commitlog: entry type %d claimed by %q and %q", t, prev.Name(), o.Name())
+				return nil, fmt.Errorf("commitlog: entry type %d claimed by %q and %q", t, prev.o.Name(), o.Name())
 			}
-			m.byType[t] = o
+			m.byType[t] = s
 		}
-		m.owners = append(m.owners, o)
+		if g, ok := o.(Gated); ok {
+			for _, t := range g.GatedTypes() {
+				if m.byType[t] != s {
+					return nil, fmt.Errorf("commitlog: owner %q gates entry type %d, which it does not apply", o.Name(), t)
+				}
+				m.gated[t] = true
+			}
+		}
+		m.slots = append(m.slots, s)
+		m.byOwn[o] = s
 	}
-	sort.Slice(m.owners, func(i, j int) bool { return m.owners[i].Name() < m.owners[j].Name() })
+	sort.Slice(m.slots, func(i, j int) bool { return m.slots[i].o.Name() < m.slots[j].o.Name() })
 	var ls *leases
 	for _, o := range owners {
 		if l, ok := o.(*leases); ok {
@@ -86,55 +133,54 @@ func newMux(owners []Owner) (*mux, error) {
 	}
 	for _, o := range owners {
 		if lr, ok := o.(LeaseReader); ok && ls != nil {
-			lr.UseLeases(func(name string) Lease { return ls.m[name] })
+			lr.UseLeases(ls.get)
 		}
 	}
 	return m, nil
 }
 
-// snapshot is a JSON object of owner name → snapshot bytes; encoding/json
-// sorts map keys, so the encoding is deterministic.
-func (m *mux) snapshot() ([]byte, error) {
-	parts := map[string][]byte{}
-	for _, o := range m.owners {
-		b, err := o.Snapshot()
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of %s: %w", o.Name(), err)
-		}
-		parts[o.Name()] = b
+func validOwnerName(n string) bool {
+	if len(n) == 0 || len(n) > 64 {
+		return false
 	}
-	return json.Marshal(parts)
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
-func (m *mux) restore(b []byte) error {
-	var parts map[string][]byte
-	if err := json.Unmarshal(b, &parts); err != nil {
-		return fmt.Errorf("%w: checkpoint body: %v", ErrCorrupt, err)
-	}
-	for _, o := range m.owners {
-		p, ok := parts[o.Name()]
-		if !ok {
-			// An owner added after this checkpoint was written starts empty.
-			o.Reset()
-			continue
-		}
-		if err := o.Restore(p); err != nil {
-			return fmt.Errorf("restore %s: %w", o.Name(), err)
-		}
+func (m *mux) slot(name string) *slot {
+	i := sort.Search(len(m.slots), func(i int) bool { return m.slots[i].o.Name() >= name })
+	if i < len(m.slots) && m.slots[i].o.Name() == name {
+		return m.slots[i]
 	}
 	return nil
 }
 
+// reset empties every owner's state.
 func (m *mux) reset() {
-	for _, o := range m.owners {
-		o.Reset()
+	for _, s := range m.slots {
+		s.mu.Lock()
+		s.o.Reset()
+		s.touched = 0
+		s.mu.Unlock()
 	}
 }
+
+// Feature names: an entry type is feature "type:N"; formats are named by
+// the object kind and version ("checkpoint:2").
+func typeFeature(t uint16) string { return "type:" + strconv.Itoa(int(t)) }
 
 // Entry types 1-99 belong to the log core; 100-199 to streams; 200-299 to
 // consumer groups and producer state; later capabilities take new ranges.
 const (
 	TypeLease uint16 = 1
+	// TypeFeatures enables gated entry types and formats.
+	TypeFeatures uint16 = 2
+	// TypeLeaseRemove forgets a released lease (gated).
+	TypeLeaseRemove uint16 = 3
 )
 
 // leaseOp is the payload of a TypeLease entry.
@@ -169,17 +215,19 @@ func LeaseRelease(name, holder string, epoch uint64) Entry {
 	return leaseEntry(leaseOp{Op: "release", Name: name, Holder: holder, Epoch: epoch})
 }
 
+// LeaseRemove is the entry that forgets lease name, released at epoch, so
+// that leases of things that are gone (a consumer group nobody uses) do not
+// stay in the state forever. It takes effect only if the lease is still
+// released at that epoch. Epochs stay unique: a lease acquired after its
+// removal starts above every epoch any removed lease had.
+func LeaseRemove(name string, epoch uint64) Entry {
+	data, _ := json.Marshal(leaseOp{Op: "remove", Name: name, Epoch: epoch})
+	return Entry{Type: TypeLeaseRemove, Data: data}
+}
+
 func leaseEntry(op leaseOp) Entry {
 	data, _ := json.Marshal(op)
 	return Entry{Type: TypeLease, Data: data}
-}
-
-// LeaseReader is implemented by Owners whose entries are fenced by a lease.
-// The log hands them, once, a function reading the applied lease state; it
-// may be called only from Apply (the state lock is held then), and it sees
-// the lease entries of earlier entries in the same commit.
-type LeaseReader interface {
-	UseLeases(func(name string) Lease)
 }
 
 // Lease is the applied state of one named lease. Anything a holder commits
@@ -196,18 +244,47 @@ type Lease struct {
 // duration proposes a takeover at epoch+1, and the first such commit wins.
 type leases struct {
 	m map[string]Lease
+	// floor is the highest epoch of any removed lease: an absent lease
+	// reads as released at the floor, so epochs are never reused.
+	floor uint64
+}
+
+type leasesJSON struct {
+	Leases map[string]Lease `json:"leases"`
+	Floor  uint64           `json:"floor,omitempty"`
 }
 
 func (l *leases) Name() string    { return "leases" }
-func (l *leases) Types() []uint16 { return []uint16{TypeLease} }
-func (l *leases) Reset()          { l.m = map[string]Lease{} }
+func (l *leases) Types() []uint16 { return []uint16{TypeLease, TypeLeaseRemove} }
+func (l *leases) GatedTypes() []uint16 {
+	return []uint16{TypeLeaseRemove}
+}
+func (l *leases) Reset() { l.m, l.floor = map[string]Lease{}, 0 }
+
+func (l *leases) get(name string) Lease {
+	if cur, ok := l.m[name]; ok {
+		return cur
+	}
+	return Lease{Epoch: l.floor}
+}
 
 func (l *leases) Apply(_ uint64, e Entry) any {
 	var op leaseOp
 	if err := json.Unmarshal(e.Data, &op); err != nil {
 		return fmt.Errorf("malformed lease entry: %v", err)
 	}
-	cur := l.m[op.Name]
+	cur := l.get(op.Name)
+	if e.Type == TypeLeaseRemove {
+		if op.Op != "remove" {
+			return fmt.Errorf("lease remove entry with op %q", op.Op)
+		}
+		if _, ok := l.m[op.Name]; !ok || cur.Holder != "" || cur.Epoch != op.Epoch {
+			return ErrStaleEpoch
+		}
+		delete(l.m, op.Name)
+		l.floor = max(l.floor, cur.Epoch)
+		return nil
+	}
 	switch op.Op {
 	case "acquire":
 		if op.Epoch != cur.Epoch+1 || op.Renewals != cur.Renewals || op.Holder == "" {
@@ -232,10 +309,26 @@ func (l *leases) Apply(_ uint64, e Entry) any {
 	return nil
 }
 
-func (l *leases) Snapshot() ([]byte, error) { return json.Marshal(l.m) }
+func (l *leases) Snapshot() func() ([]byte, error) {
+	// Version-1 checkpoints held the bare map; the floor came later and is
+	// omitted while zero, so the encoding of old states is unchanged.
+	var b []byte
+	var err error
+	if l.floor == 0 {
+		b, err = json.Marshal(l.m)
+	} else {
+		b, err = json.Marshal(leasesJSON{Leases: l.m, Floor: l.floor})
+	}
+	return func() ([]byte, error) { return b, err }
+}
 
 func (l *leases) Restore(b []byte) error {
-	l.m = map[string]Lease{}
+	l.Reset()
+	var j leasesJSON
+	if err := json.Unmarshal(b, &j); err == nil && j.Leases != nil {
+		l.m, l.floor = j.Leases, j.Floor
+		return nil
+	}
 	return json.Unmarshal(b, &l.m)
 }
 

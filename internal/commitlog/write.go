@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twoway/twoway/bucket"
@@ -18,6 +20,15 @@ import (
 func (l *Log) sealLoop() {
 	defer l.wg.Done()
 	defer close(l.sealed)
+	// When the log stops, nothing pending will be sealed: fail it at once,
+	// with the error that stopped the log if there is one.
+	defer func() {
+		if err := l.Err(); err != nil {
+			l.failPending(err)
+		} else {
+			l.failPending(errClosedNotCommitted)
+		}
+	}()
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -51,8 +62,12 @@ func (l *Log) sealLoop() {
 			select {
 			case l.sealed <- sb:
 			case <-l.ctx.Done():
+				err := l.Err()
+				if err == nil {
+					err = errClosedNotCommitted
+				}
 				for _, p := range props {
-					p.err = errClosedNotCommitted
+					p.err = err
 					close(p.done)
 				}
 				return
@@ -111,6 +126,11 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 		close(sb.ready)
 		return sb
 	}
+	// A chunk must be committed within the freshness window of the start
+	// of its upload, or left to garbage collection.
+	for _, p := range props {
+		p.limit(sb.start.Add(l.w))
+	}
 	key := fmt.Sprintf("%s%020d-%s-%d", ChunkPrefix, time.Now().UnixMilli(), l.opts.AgentID, l.chunkN.Add(1))
 	for i := range sb.refs {
 		for j := range sb.refs[i] {
@@ -119,7 +139,9 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 			}
 		}
 	}
+	l.wg.Add(1)
 	go func() {
+		defer l.wg.Done()
 		defer close(sb.ready)
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(l.ctx, l.w/2)
@@ -147,13 +169,16 @@ func (l *Log) seal(props []*proposal) *sealedBatch {
 }
 
 // PutChunk writes blobs as one chunk object of its own and returns their
-// refs, for owners that rewrite data outside the group commit (compaction).
-// The caller must commit a reference to the chunk within Grace/4 of calling
-// PutChunk, or leave it to garbage collection.
+// refs, for owners that write data outside the group commit (compaction,
+// large keyed values). A proposal referencing the chunk is committed only
+// by a write started within Grace/4 of the call; later it is refused with
+// ErrNotCommitted (and the chunk is left to garbage collection). The log
+// enforces that for every proposal that carries such a ref.
 func (l *Log) PutChunk(ctx context.Context, blobs [][]byte) ([]Ref, error) {
+	start := time.Now()
 	buf := chunkHeader()
 	refs := make([]Ref, len(blobs))
-	key := fmt.Sprintf("%s%020d-%s-%d", ChunkPrefix, time.Now().UnixMilli(), l.opts.AgentID, l.chunkN.Add(1))
+	key := fmt.Sprintf("%s%020d-%s-%d", ChunkPrefix, start.UnixMilli(), l.opts.AgentID, l.chunkN.Add(1))
 	for i, b := range blobs {
 		refs[i] = Ref{Key: key, Off: int64(len(buf)), Len: int64(len(b)), CRC: CRC(b)}
 		buf = append(buf, b...)
@@ -165,9 +190,24 @@ func (l *Log) PutChunk(ctx context.Context, blobs [][]byte) ([]Ref, error) {
 	return refs, nil
 }
 
-// IsJanitor reports whether this agent holds the janitor lease now (as far
-// as its applied state says).
-func (l *Log) IsJanitor() bool { return l.Lease(JanitorLease).Holder == l.opts.AgentID }
+// writtenDeadline is when a proposal referencing key stops being safe to
+// commit, for a chunk this agent wrote with PutChunk (its name carries the
+// time its upload started); zero for other objects, which the proposer
+// found referenced in the state and so are not garbage.
+func (l *Log) writtenDeadline(key string) time.Time {
+	rest, ok := strings.CutPrefix(key, ChunkPrefix)
+	if !ok || len(rest) < 21 || rest[20] != '-' {
+		return time.Time{}
+	}
+	if !strings.HasPrefix(rest[21:], l.opts.AgentID+"-") {
+		return time.Time{}
+	}
+	ms, err := strconv.ParseInt(rest[:20], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).Add(l.w)
+}
 
 func backoff(attempt int) time.Duration {
 	d := 10 * time.Millisecond << min(attempt, 8)
@@ -217,10 +257,9 @@ func (l *Log) commitLoop() {
 
 // commitBatch builds one commit from the batches and sequences it.
 func (l *Log) commitBatch(batch []*sealedBatch) {
-	var entries []Entry
 	var inline []byte
 	var props []*proposal
-	var oldest time.Time
+	var entries [][]Entry
 	for _, sb := range batch {
 		if sb.err != nil {
 			for _, p := range sb.props {
@@ -229,115 +268,182 @@ func (l *Log) commitBatch(batch []*sealedBatch) {
 			}
 			continue
 		}
-		if sb.inline == nil && (oldest.IsZero() || sb.start.Before(oldest)) {
-			oldest = sb.start
-		}
 		shift := int64(len(inline))
 		inline = append(inline, sb.inline...)
 		for i, p := range sb.props {
-			props = append(props, p)
+			es := make([]Entry, len(p.entries))
 			for j, e := range p.entries {
 				r := sb.refs[i][j]
 				if r.Key == "" && r.Len > 0 {
 					r.Off += shift
 				}
-				entries = append(entries, Entry{Type: e.Type, Data: e.Data, Ref: r})
+				es[j] = Entry{Type: e.Type, Data: e.Data, Ref: r}
 			}
+			props = append(props, p)
+			entries = append(entries, es)
 		}
 	}
 	if len(props) == 0 {
 		return
 	}
-	seq, results, err := l.sequence(entries, inline, oldest)
-	k := 0
-	for _, p := range props {
-		p.seq, p.err = seq, err
-		if err == nil {
-			p.results = results[k : k+len(p.entries)]
-		}
-		k += len(p.entries)
-		close(p.done)
-	}
+	l.sequence(props, entries, inline)
 }
 
-// sequence writes the commit at the next free sequence number and applies
-// it. It returns only when the outcome is known (or the log closes).
-func (l *Log) sequence(entries []Entry, inline []byte, oldestChunk time.Time) (uint64, []any, error) {
+// finish hands a proposal its outcome.
+func finish(p *proposal, seq uint64, results []any, err error) {
+	p.seq, p.results, p.err = seq, results, err
+	close(p.done)
+}
+
+// sequence writes the commit holding props (entries[i] are props[i]'s,
+// refs resolved) at the next free sequence number, applies it and hands
+// every proposal its outcome. It returns only when the outcome is known (or
+// the log closes).
+//
+// Proposals whose deadline has passed are dropped from the commit before
+// an attempt, never after: while a write whose outcome is unknown may still
+// land at the sequence number being tried, the body stays as it was.
+func (l *Log) sequence(props []*proposal, entries [][]Entry, inline []byte) {
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	l.mu.Lock()
+	l.applyMu.Lock()
 	l.inflightID, l.inflightResults, l.inflightSeq = id, nil, 0
-	l.mu.Unlock()
+	l.applyMu.Unlock()
 	defer func() {
-		l.mu.Lock()
+		l.applyMu.Lock()
 		l.inflightID, l.inflightResults = [16]byte{}, nil
-		l.mu.Unlock()
+		l.applyMu.Unlock()
 	}()
 	done := func() (uint64, []any, bool) {
-		l.mu.RLock()
-		defer l.mu.RUnlock()
+		l.applyMu.Lock()
+		defer l.applyMu.Unlock()
 		return l.inflightSeq, l.inflightResults, l.inflightSeq != 0
 	}
+	failAll := func(err error) {
+		for _, p := range props {
+			finish(p, 0, nil, err)
+		}
+	}
 	failures := 0
-	attempted := false // a write whose outcome we did not learn
+	// unresolved is the sequence number of a write of ours whose outcome we
+	// have not learned (0: none). It is resolved when we read what is there.
+	var unresolved uint64
+	var body []byte
+	bodySeq := uint64(0)
 	for {
 		if err := l.Err(); err != nil {
-			return 0, nil, err
+			if unresolved != 0 {
+				failAll(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+			} else {
+				failAll(err)
+			}
+			return
 		}
 		if l.ctx.Err() != nil {
-			if attempted {
-				return 0, nil, ErrClosed
+			if unresolved != 0 {
+				failAll(ErrClosed)
+			} else {
+				failAll(errClosedNotCommitted)
 			}
-			return 0, nil, errClosedNotCommitted
+			return
 		}
 		if seq, res, ok := done(); ok {
-			return seq, res, nil
+			k := 0
+			for _, p := range props {
+				n := len(p.entries)
+				finish(p, seq, res[k:k+n], nil)
+				k += n
+			}
+			return
 		}
-		if !oldestChunk.IsZero() && time.Since(oldestChunk) > l.w-l.opts.CommitTimeout {
-			return 0, nil, fmt.Errorf("%w: its chunk is too old to commit safely; retry", ErrNotCommitted)
+		// Drop what is too late to commit safely.
+		late := func(p *proposal) bool {
+			return !p.notAfter.IsZero() && time.Until(p.notAfter) < l.opts.CommitTimeout
+		}
+		if slices.ContainsFunc(props, late) {
+			if unresolved != 0 {
+				failAll(fmt.Errorf("%w: an earlier write of this commit may have landed, and it is too late to find out safely", ErrOutcomeUnknown))
+				return
+			}
+			var keepP []*proposal
+			var keepE [][]Entry
+			for i, p := range props {
+				if late(p) {
+					l.Stats.TooLate.Add(1)
+					finish(p, 0, nil, fmt.Errorf("%w: too late to commit safely (its data or its task's deadline is too old); retry", ErrNotCommitted))
+					continue
+				}
+				keepP, keepE = append(keepP, p), append(keepE, entries[i])
+			}
+			props, entries, bodySeq = keepP, keepE, 0
+			if len(props) == 0 {
+				return
+			}
 		}
 		if l.freshFor() < l.opts.CommitTimeout {
 			if err := l.catchUpAll(l.ctx); err != nil {
+				if isFatal(err) {
+					l.setFatal(l.Applied()+1, err)
+					continue
+				}
 				failures++
+				l.noteErr(err)
 				l.log.Warn("commit: cannot confirm the tail of the log; retrying", "err", err)
 				l.sleep(backoff(failures))
 				continue
 			}
 		}
 		seq := l.Applied() + 1
-		body := encodeCommit(seq, id, entries, inline)
+		if unresolved != 0 && seq != unresolved {
+			// Someone else's commit is at the sequence number of our
+			// unknown write (we applied it), so that write did not land.
+			unresolved = 0
+		}
+		if bodySeq != seq {
+			var all []Entry
+			for _, es := range entries {
+				all = append(all, es...)
+			}
+			body, bodySeq = encodeCommit(seq, id, all, inline), seq
+		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(l.ctx, l.opts.CommitTimeout)
 		_, err := l.b.PutIfAbsent(ctx, LogKey(seq), bytes.NewReader(body), int64(len(body)))
 		cancel()
-		attempted = err != nil && !bucket.IsPrecondition(err)
 		switch {
 		case err == nil:
 			l.confirmTail(start)
 			l.Stats.Commits.Add(1)
 			if err := l.applyBytes(seq, body); err != nil {
-				l.setFatal(err)
-				return 0, nil, err
+				l.setFatal(seq, err)
 			}
 			continue // done() picks up the results
 		case bucket.IsPrecondition(err):
 			l.Stats.Conflicts.Add(1)
 		default:
 			// Unknown outcome: read back what is at seq.
+			unresolved = seq
 			l.Stats.UnknownOutcome.Add(1)
+			l.noteErr(err)
 			failures++
 			l.log.Warn("commit write failed; reading back", "seq", seq, "err", err)
 			l.sleep(backoff(failures))
 		}
 		// Someone (perhaps us) holds seq: apply it and whatever follows.
-		if _, err := l.fetchApply(l.ctx, seq); err != nil {
-			var unknown *UnknownEntryError
-			if errors.As(err, &unknown) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerFormat) {
-				l.setFatal(err)
-				return 0, nil, err
+		found, err := l.fetchApply(l.ctx, seq)
+		if err != nil {
+			if isFatal(err) {
+				l.setFatal(seq, err)
+				continue
 			}
 			failures++
+			l.noteErr(err)
 			l.sleep(backoff(failures))
+			continue
+		}
+		if found && unresolved == seq {
+			// What is at seq is applied: done() tells whether it was ours.
+			unresolved = 0
 		}
 	}
 }

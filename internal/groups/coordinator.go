@@ -486,7 +486,7 @@ func (c *Coordinator) observe() {
 		return
 	}
 	var names []string
-	cl.View(func() { names = c.offsets.Groups(true) })
+	cl.View(c.offsets, func() { names = c.offsets.Groups(true) })
 	for _, name := range names {
 		lease := cl.Lease(LeaseName(name))
 		if lease.Holder != cl.AgentID() {

@@ -185,7 +185,7 @@ func TestFindCoordinatorAcquiresLease(t *testing.T) {
 	}
 	// The acquisition raised the group's fencing epoch in the same commit.
 	var epoch uint64
-	c.log.View(func() { epoch = c.c.Offsets().Epoch("g3") })
+	c.log.View(c.c.Offsets(), func() { epoch = c.c.Offsets().Epoch("g3") })
 	if epoch != 1 {
 		t.Fatalf("epoch %d", epoch)
 	}
@@ -318,7 +318,7 @@ func TestDeposedCoordinatorIsFenced(t *testing.T) {
 			t.Fatal(err)
 		}
 		var co Committed
-		ag.log.View(func() { co, _ = ag.c.Offsets().Committed("g", "t", 0) })
+		ag.log.View(ag.c.Offsets(), func() { co, _ = ag.c.Offsets().Committed("g", "t", 0) })
 		if co.Offset != 10 {
 			t.Fatalf("agent %s: offset %d", ag.addr, co.Offset)
 		}
@@ -470,7 +470,7 @@ func TestHandleGroupLifecycle(t *testing.T) {
 		t.Fatalf("offset delete: %+v", r)
 	}
 	var parts []int32
-	a.log.View(func() { parts = a.c.Offsets().Partitions("g", "t") })
+	a.log.View(a.c.Offsets(), func() { parts = a.c.Offsets().Partitions("g", "t") })
 	if len(parts) != 1 || parts[0] != 0 {
 		t.Fatalf("partitions after offset delete: %v", parts)
 	}
@@ -487,7 +487,7 @@ func TestHandleGroupLifecycle(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var has bool
-	a.log.View(func() { has = a.c.Offsets().HasOffsets("g") })
+	a.log.View(a.c.Offsets(), func() { has = a.c.Offsets().HasOffsets("g") })
 	if has {
 		t.Fatal("offsets survived the deletion")
 	}

@@ -337,7 +337,7 @@ func (c *Coordinator) fetchOffsets(group string, topics []fetchTopic, all bool) 
 		return nil, kerr.NotCoordinator.Code
 	}
 	var out []kmsg.OffsetFetchResponseTopic
-	cl.View(func() {
+	cl.View(c.offsets, func() {
 		if all {
 			topics = nil
 			for _, t := range c.offsets.Topics(group) {
@@ -422,7 +422,7 @@ func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		return resp
 	}
 	var has bool
-	cl.View(func() { has = c.offsets.HasOffsets(req.Group) })
+	cl.View(c.offsets, func() { has = c.offsets.HasOffsets(req.Group) })
 	if !has && !h.g.exists() {
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp
@@ -476,7 +476,7 @@ func (c *Coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {
 		return len(req.StatesFilter) == 0 || slices.ContainsFunc(req.StatesFilter, func(f string) bool { return strings.EqualFold(f, s) })
 	}
 	var withOffsets []string
-	cl.View(func() { withOffsets = c.offsets.Groups(false) })
+	cl.View(c.offsets, func() { withOffsets = c.offsets.Groups(false) })
 	c.mu.Lock()
 	ours := make(map[string]*held, len(c.held))
 	for name, h := range c.held {
@@ -536,7 +536,7 @@ func (c *Coordinator) describeGroups(req *kmsg.DescribeGroupsRequest) kmsg.Respo
 		}
 		d := h.g.describe()
 		var has bool
-		cl.View(func() { has = c.offsets.HasOffsets(name) })
+		cl.View(c.offsets, func() { has = c.offsets.HasOffsets(name) })
 		if d.State == stateEmpty.String() && d.ProtocolType == "" && !has {
 			d.State = stateDead.String() // Kafka's answer for a group that does not exist
 		}
@@ -562,7 +562,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 		return kerr.NotCoordinator.Code
 	}
 	var has bool
-	cl.View(func() { has = c.offsets.HasOffsets(name) })
+	cl.View(c.offsets, func() { has = c.offsets.HasOffsets(name) })
 	if !has && !h.g.exists() {
 		return kerr.GroupIDNotFound.Code
 	}

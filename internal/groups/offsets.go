@@ -138,7 +138,10 @@ func (o *Offsets) LiveObjects(func(string)) {}
 
 // Snapshot encodes the state; encoding/json sorts map keys, so the bytes
 // depend only on the state.
-func (o *Offsets) Snapshot() ([]byte, error) { return json.Marshal(o.groups) }
+func (o *Offsets) Snapshot() func() ([]byte, error) {
+	b, err := json.Marshal(o.groups)
+	return func() ([]byte, error) { return b, err }
+}
 
 // Restore replaces the state with a snapshot.
 func (o *Offsets) Restore(b []byte) error {

@@ -65,7 +65,7 @@ func randomEntries(r *rand.Rand, n int) []commitlog.Entry {
 
 func snapshot(t *testing.T, o *Offsets) []byte {
 	t.Helper()
-	b, err := o.Snapshot()
+	b, err := o.Snapshot()()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/twoway/twoway/internal/commitlog"
 )
 
 // DefaultShutdownTimeout bounds how long Serve waits for requests in flight
@@ -40,6 +42,9 @@ type Config struct {
 	// answered 413 without being read further. Zero means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Health reports the agent's commit log for /healthz and /readyz. Nil
+	// means a process with no log: always alive and ready.
+	Health func() commitlog.Health
 }
 
 // Server serves twoway's HTTP API. Routes are net/http ServeMux patterns with
@@ -54,6 +59,7 @@ type Server struct {
 	// answer at once instead of holding the shutdown up.
 	stopping context.Context
 	stop     context.CancelFunc
+	health   func() commitlog.Health
 }
 
 // NewRegistry returns a Prometheus registry holding the Go runtime and
@@ -69,7 +75,10 @@ func NewRegistry() *prometheus.Registry {
 
 // New returns a Server with the built-in routes:
 //
-//	GET /healthz   200 {"status":"ok"} while the process serves
+//	GET /healthz   alive: 200 {"status":"ok"}; 503 with the reason and the
+//	               commit once the commit log has stopped
+//	GET /readyz    ready: 200 while caught up with the log and able to reach
+//	               the bucket; 503 with the reason otherwise
 //	GET /metrics   Prometheus exposition of the registry
 func New(cfg Config) *Server {
 	s := &Server{
@@ -78,6 +87,7 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger,
 		timeout: cfg.ShutdownTimeout,
 		maxBody: cfg.MaxBodyBytes,
+		health:  cfg.Health,
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.maxBody <= 0 {
@@ -93,6 +103,7 @@ func New(cfg Config) *Server {
 		s.timeout = DefaultShutdownTimeout
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		Registry:          s.reg, // reports the handler's own errors
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
@@ -152,8 +163,35 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// healthBody is the JSON of /healthz and /readyz.
+type healthBody struct {
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Commit  uint64 `json:"commit,omitempty"`
+	Applied uint64 `json:"applied"`
+}
+
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	s.answerHealth(w, false)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	s.answerHealth(w, true)
+}
+
+func (s *Server) answerHealth(w http.ResponseWriter, ready bool) {
+	body, status := healthBody{Status: "ok"}, http.StatusOK
+	if s.health != nil {
+		h := s.health()
+		body.Applied = h.Applied
+		switch {
+		case h.Stopped != nil:
+			body.Status, body.Reason, body.Commit = "stopped", h.Stopped.Error(), h.Stopped.Seq
+			status = http.StatusServiceUnavailable
+		case ready && !h.Ready:
+			body.Status, body.Reason = "not ready", h.Reason
+			status = http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, status, body)
 }

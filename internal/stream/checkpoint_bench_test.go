@@ -24,7 +24,7 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 				ref := commitlog.Ref{Key: fmt.Sprintf("chunks/%020d-9418bef3547fd81d-%d", 1795598348613+i, i), Off: int64(i * 1000), Len: 1000, CRC: uint32(i)}
 				s.Apply(uint64(i+2), commitlog.Entry{Type: TypeProduce, Data: pe, Ref: ref})
 			}
-			snap, err := s.Snapshot()
+			snap, err := s.Snapshot()()
 			if err != nil {
 				b.Fatal(err)
 			}

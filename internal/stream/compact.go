@@ -161,32 +161,11 @@ func (s *state) planCompaction(now time.Time, o CompactOptions) []compactRun {
 	return runs
 }
 
-// compactLoop runs compaction passes while this agent holds the janitor
-// lease.
-func (s *Service) compactLoop(ctx context.Context) {
-	o := s.opts.Compact
-	t := time.NewTicker(o.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !s.log.IsJanitor() {
-			continue
-		}
-		if _, err := s.Compact(ctx); err != nil && ctx.Err() == nil {
-			s.opts.Log.Logger.Warn("index compaction failed", "err", err)
-		}
-	}
-}
-
 // Compact runs one compaction pass now and returns how many runs of
 // segments it replaced.
 func (s *Service) Compact(ctx context.Context) (int, error) {
 	var runs []compactRun
-	s.log.View(func() { runs = s.st.planCompaction(time.Now(), s.opts.Compact) })
+	s.log.View(s.st, func() { runs = s.st.planCompaction(time.Now(), s.opts.Compact) })
 	done := 0
 	for _, r := range runs {
 		var blob []byte

@@ -46,7 +46,7 @@ func TestCompactionKeepsRecordsAndShrinksIndex(t *testing.T) {
 		want[p] = append(want[p], v)
 	}
 	segments := func() (n int) {
-		s.log.View(func() {
+		s.log.View(s.st, func() {
 			for _, p := range s.st.topics["c"].Partitions {
 				n += len(p.Segments)
 			}

@@ -40,8 +40,6 @@ type Service struct {
 	opts  Options
 	cache *blobCache
 	rr    atomic.Uint32
-	stop  context.CancelFunc
-	done  chan struct{}
 }
 
 // Open opens (or creates) the streams in bucket b.
@@ -62,22 +60,31 @@ func Open(ctx context.Context, b bucket.Bucket, opts Options) (*Service, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{log: l, st: st, opts: opts, cache: newBlobCache(opts.CacheBytes), done: make(chan struct{})}
-	cctx, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	go func() {
-		defer close(s.done)
-		if !opts.Compact.Disabled && !opts.Log.NoJanitor {
-			s.compactLoop(cctx)
-		}
-	}()
+	s := &Service{log: l, st: st, opts: opts, cache: newBlobCache(opts.CacheBytes)}
+	l.AddTask(commitlog.Task{Name: "retention", Run: s.retain})
+	if !opts.Compact.Disabled {
+		l.AddTask(commitlog.Task{Name: "compaction", Every: opts.Compact.Interval, Run: func(ctx context.Context, _ *commitlog.Log) error {
+			_, err := s.Compact(ctx)
+			return err
+		}})
+	}
 	return s, nil
 }
 
-// Close stops compaction and the agent's log.
+// retain is the janitor task that proposes retention: truncations decided
+// by this agent's clock, applied alike everywhere.
+func (s *Service) retain(ctx context.Context, l *commitlog.Log) error {
+	var entries []commitlog.Entry
+	l.View(s.st, func() { entries = s.st.Maintain(time.Now()) })
+	if len(entries) == 0 {
+		return nil
+	}
+	_, _, err := l.Propose(ctx, entries...)
+	return err
+}
+
+// Close stops the agent's log, and with it the streams' janitor tasks.
 func (s *Service) Close() error {
-	s.stop()
-	<-s.done
 	return s.log.Close()
 }
 
@@ -169,7 +176,7 @@ func (t *topic) info(withPartitions bool) TopicInfo {
 // Topics lists topics in name order, as this agent knows them now.
 func (s *Service) Topics() []TopicInfo {
 	var out []TopicInfo
-	s.log.View(func() {
+	s.log.View(s.st, func() {
 		for _, t := range s.st.topics {
 			out = append(out, t.info(false))
 		}
@@ -182,7 +189,7 @@ func (s *Service) Topics() []TopicInfo {
 func (s *Service) Topic(name string) (TopicInfo, error) {
 	var ti TopicInfo
 	var ok bool
-	s.log.View(func() {
+	s.log.View(s.st, func() {
 		var t *topic
 		if t, ok = s.st.topics[name]; ok {
 			ti = t.info(true)
@@ -202,7 +209,7 @@ func (s *Service) Sync(ctx context.Context) error { return s.log.Sync(ctx) }
 func (s *Service) Partitions(name string) (int32, error) {
 	var n int32
 	var ok bool
-	s.log.View(func() {
+	s.log.View(s.st, func() {
 		var t *topic
 		if t, ok = s.st.topics[name]; ok {
 			n = int32(len(t.Partitions))
@@ -358,7 +365,7 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 		var segs []segment
 		var res FetchResult
 		var err error
-		s.log.View(func() {
+		s.log.View(s.st, func() {
 			var p *partition
 			if p, err = s.st.partition(topicName, part); err != nil {
 				return
@@ -381,12 +388,20 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 			return res, err
 		}
 		if len(segs) > 0 {
+			replaced := false
 			for _, seg := range segs {
 				blob, err := s.readBlob(ctx, seg.Ref)
 				if err != nil {
 					if bucket.IsNotFound(err) {
-						// Retention removed it between our look and our read.
-						continue
+						// Retention or compaction may have replaced it
+						// between our look and our read: look again. A
+						// segment still indexed above the start offset
+						// whose data is gone is lost data, never skipped.
+						if s.stillIndexed(topicName, part, seg) {
+							return res, fmt.Errorf("%s/%d: the data of offsets %d to %d (%s) is missing from the bucket", topicName, part, seg.Base, seg.Base+seg.Count-1, seg.Ref.Key)
+						}
+						replaced = true
+						break
 					}
 					return res, err
 				}
@@ -404,6 +419,9 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 						res.Batches = append(res.Batches, b)
 					}
 				}
+			}
+			if replaced {
+				continue
 			}
 			if len(res.Batches) > 0 {
 				return res, nil
@@ -423,6 +441,20 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 			return res, ctx.Err()
 		}
 	}
+}
+
+// stillIndexed reports whether seg is still in the partition's index, above
+// its start offset.
+func (s *Service) stillIndexed(topicName string, part int32, seg segment) bool {
+	found := false
+	_ = s.viewPartition(topicName, part, func(p *partition) {
+		for _, cur := range p.Segments {
+			if cur.Ref == seg.Ref && cur.Base == seg.Base && cur.Base+cur.Count > p.Start {
+				found = true
+			}
+		}
+	})
+	return found
 }
 
 // Read returns up to max records from offset, decoded, waiting up to wait
@@ -537,7 +569,7 @@ func (s *Service) MaxTimestampOffset(ctx context.Context, topicName string, part
 
 func (s *Service) viewPartition(topicName string, part int32, f func(*partition)) error {
 	var err error
-	s.log.View(func() {
+	s.log.View(s.st, func() {
 		var p *partition
 		if p, err = s.st.partition(topicName, part); err == nil {
 			f(p)

@@ -78,8 +78,8 @@ func TestApplyIsDeterministic(t *testing.T) {
 		if fmt.Sprint(resA) != fmt.Sprint(resB) {
 			t.Fatalf("seed %d: results differ", seed)
 		}
-		snapA, _ := a.Snapshot()
-		snapB, _ := b.Snapshot()
+		snapA, _ := a.Snapshot()()
+		snapB, _ := b.Snapshot()()
 		if !bytes.Equal(snapA, snapB) {
 			t.Fatalf("seed %d: states differ", seed)
 		}
@@ -87,7 +87,7 @@ func TestApplyIsDeterministic(t *testing.T) {
 		cut := rng.IntN(len(entries))
 		c := newState()
 		applyAll(c, entries[:cut], 0)
-		mid, _ := c.Snapshot()
+		mid, _ := c.Snapshot()()
 		d := newState()
 		if err := d.Restore(mid); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func TestApplyIsDeterministic(t *testing.T) {
 		if fmt.Sprint(resD) != fmt.Sprint(resA[cut:]) {
 			t.Fatalf("seed %d: results after restore at %d differ", seed, cut)
 		}
-		snapD, _ := d.Snapshot()
+		snapD, _ := d.Snapshot()()
 		if !bytes.Equal(snapA, snapD) {
 			t.Fatalf("seed %d: state after restore at %d differs:\n%s\n%s", seed, cut, snapA, snapD)
 		}
