@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -197,8 +198,11 @@ func TestServe(t *testing.T) {
 	}
 
 	body := httpGet(t, base+"/healthz")
-	if strings.TrimSpace(body) != `{"status":"ok"}` {
+	if !strings.HasPrefix(strings.TrimSpace(body), `{"status":"ok"`) {
 		t.Errorf("/healthz = %q", body)
+	}
+	if body := httpGet(t, base+"/readyz"); !strings.HasPrefix(strings.TrimSpace(body), `{"status":"ok"`) {
+		t.Errorf("/readyz = %q", body)
 	}
 	metrics := httpGet(t, base+"/metrics")
 	for _, want := range []string{
@@ -274,5 +278,108 @@ func TestBenchBucket(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.stdout)
 		}
+	}
+}
+
+// A commit that does not decode stops the agent's log: /healthz and /readyz
+// answer 503 naming the commit, and serve exits non-zero with that message.
+func TestServeStopsOnCorruptCommit(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	cmd := exec.Command(twowayBin, "serve", "--bucket", data, "--http", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	exited := make(chan error, 1)
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	addr := make(chan string, 1)
+	go func() {
+		listening := regexp.MustCompile(`msg="twoway serving" bucket=(\S+) http=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			mu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[2]
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	var base string
+	select {
+	case base = <-addr:
+	case err := <-exited:
+		t.Fatalf("serve exited early: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not log its address")
+	}
+	// Put a corrupt object where the next commit goes (the agent's own
+	// janitor may take a number first: then try the next).
+	var seq int
+	for n := 1; ; n++ {
+		f, err := os.OpenFile(filepath.Join(data, "log", fmt.Sprintf("%020d", n)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if os.IsExist(err) {
+			continue
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			_ = os.MkdirAll(filepath.Join(data, "log"), 0o755)
+			n--
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("TWLC\x00\x01\x00\x00 this is not a commit")
+		f.Close()
+		seq = n
+		break
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			var body struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+				Commit int    `json:"commit"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && body.Status == "stopped" {
+				if body.Commit != seq || !strings.Contains(body.Reason, "corrupt") {
+					t.Errorf("/readyz after a corrupt commit %d: %+v", seq, body)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz never reported the stopped log")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp, err := http.Get(base + "/healthz"); err == nil {
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("/healthz of a stopped log answered %d", resp.StatusCode)
+		}
+		resp.Body.Close()
+	}
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Fatal("serve exited 0 after its log stopped")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit after its log stopped")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := fmt.Sprintf("commit %d", seq); !strings.Contains(logs.String(), want) {
+		t.Errorf("serve's output does not name %q:\n%s", want, logs.String())
 	}
 }
