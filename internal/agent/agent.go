@@ -25,8 +25,8 @@ import (
 	"github.com/twoway/twoway/internal/stream"
 )
 
-// Config describes an agent. Validate fills defaults and checks it; Open
-// calls Validate.
+// Config describes an agent. Open fills the defaults (zero values) and
+// checks it.
 type Config struct {
 	// Bucket is a bucket URL: a directory, file:///path or s3://...
 	Bucket string
@@ -39,6 +39,10 @@ type Config struct {
 	KafkaAdvertise string
 	// Groups tunes consumer-group coordination (tests shorten the lease).
 	Groups groups.Config
+	// OffsetsRetention is how long the committed offsets of a group nobody
+	// coordinates are kept after its newest commit (Kafka's
+	// offsets.retention.minutes). Default 7 days.
+	OffsetsRetention time.Duration
 	// Linger is the group-commit interval. Zero picks the backend's
 	// default: 5ms on a directory, 100ms on S3 (where a PUT costs money and
 	// takes tens of milliseconds anyway).
@@ -118,6 +122,11 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.Service, err = stream.Open(ctx, a.Bucket, stream.Options{Log: opts, Owners: owners})
 	if err != nil {
 		return nil, fmt.Errorf("open the log in %s: %w", a.Bucket, err)
+	}
+	// Every agent can be the janitor, so every agent carries the groups'
+	// expiry task.
+	if off, ok := owners[0].(*groups.Offsets); ok {
+		a.Service.Log().AddTask(groups.ExpiryTask(off, cfg.OffsetsRetention))
 	}
 	if cfg.KafkaAddr != "" {
 		a.Kafka = kafka.NewServer(kafka.Config{
