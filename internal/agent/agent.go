@@ -168,17 +168,11 @@ func (a *Agent) Serve(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 3)
 	running := 0
+	var httpLn net.Listener
+	var kafkaAttrs []any
 	attrs := []any{"bucket", a.Bucket.String()}
-	if a.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("HTTP address %s: %w", a.cfg.HTTPAddr, err)
-		}
-		a.addListener(ln)
-		attrs = append(attrs, "http", "http://"+ln.Addr().String())
-		running++
-		go func() { errc <- a.HTTP.Serve(ctx, ln) }()
-	}
+	// Everything that can fail is set up before anything serves, so a
+	// failure returns with no server running while Close stops the rest.
 	if a.Kafka != nil {
 		if err := a.Kafka.Listen(); err != nil {
 			return fmt.Errorf("Kafka address %s: %w", a.cfg.KafkaAddr, err)
@@ -188,9 +182,25 @@ func (a *Agent) Serve(ctx context.Context) error {
 		if err := a.Groups.Start(a.Service.Log(), advertised, a.Service); err != nil {
 			return err
 		}
-		attrs = append(attrs, "kafka", a.Kafka.Addr().String(), "kafka_advertised", advertised, "node_id", a.Kafka.NodeID())
+		kafkaAttrs = []any{"kafka", a.Kafka.Addr().String(), "kafka_advertised", advertised, "node_id", a.Kafka.NodeID()}
+	}
+	if a.cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("HTTP address %s: %w", a.cfg.HTTPAddr, err)
+		}
+		a.addListener(ln)
+		httpLn = ln
+		attrs = append(attrs, "http", "http://"+ln.Addr().String())
+		running++
+	}
+	attrs = append(attrs, kafkaAttrs...)
+	if a.Kafka != nil {
 		running++
 		go func() { errc <- a.Kafka.Serve(ctx) }()
+	}
+	if httpLn != nil {
+		go func() { errc <- a.HTTP.Serve(ctx, httpLn) }()
 	}
 	attrs = append(attrs, "agent", a.Service.Log().AgentID())
 	a.cfg.Logger.Info("twoway serving", attrs...)

@@ -28,8 +28,11 @@ func get(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRe
 func TestHealthz(t *testing.T) {
 	s := httpapi.New(httpapi.Config{Logger: quietLogger()})
 	rec := get(t, s, "GET", "/healthz")
-	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok"}` {
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok","applied":0}` {
 		t.Fatalf("GET /healthz = %d %q", rec.Code, rec.Body)
+	}
+	if rec := get(t, s, "GET", "/readyz"); rec.Code != http.StatusOK {
+		t.Fatalf("GET /readyz = %d %q", rec.Code, rec.Body)
 	}
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
