@@ -443,7 +443,7 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 	// The snapshot objects, new and reused, are safe from collection only
 	// for a while after start and base.at: write the checkpoint inside that
 	// window or not at all.
-	if time.Since(start) > l.w/2 || (base != nil && time.Since(base.at) > l.w) {
+	if time.Since(start) > l.w || (base != nil && time.Since(base.at) > 2*l.w) {
 		return fmt.Errorf("checkpoint %d: writing the snapshots took %v, too long to reference them safely; will retry", seq, time.Since(start).Round(time.Millisecond))
 	}
 	parts := make([]cpPart, len(jobs))

@@ -20,9 +20,8 @@ const JanitorLease = "janitor"
 // modules' (index compaction, retention, expiry). A task may do I/O and
 // propose entries.
 //
-// Run gets a context whose deadline ends the pass: at most Grace/8 after it
-// starts, so that whatever it wrote before proposing is committed well
-// inside the freshness window. A proposal made with that context after the
+// Run gets a context whose deadline ends the pass (Timeout after it
+// starts). A proposal made with that context after the
 // deadline is refused (ErrNotCommitted), never applied; a proposal
 // referencing a chunk the task wrote with PutChunk is refused once the
 // chunk is too old to commit safely, whatever context it was made with.
@@ -32,7 +31,7 @@ type Task struct {
 	// Every is the time between passes. Default: every janitor tick
 	// (LeaseDuration/3 or CheckpointInterval, whichever is shorter).
 	Every time.Duration
-	// Timeout bounds one pass. Default and maximum Grace/8.
+	// Timeout bounds one pass. Default Grace/8, maximum Grace/2.
 	Timeout time.Duration
 	Run     func(ctx context.Context, l *Log) error
 }
@@ -95,8 +94,8 @@ func (l *Log) coreTasks() []Task {
 	gc := &collector{checkpoint: map[uint64]time.Time{}, unref: map[string]time.Time{}, parts: map[string][]string{}}
 	cp := &checkpointer{lastSeq: 0}
 	return []Task{
-		{Name: "checkpoint", Run: cp.run},
-		{Name: "gc", Every: max(l.opts.Grace/8, time.Second), Run: gc.run},
+		{Name: "checkpoint", Timeout: l.w, Run: cp.run},
+		{Name: "gc", Every: max(l.opts.Grace/8, time.Second), Timeout: l.opts.Grace / 2, Run: gc.run},
 		{Name: "features", Every: l.opts.RegisterInterval, Run: l.enableFeatures},
 	}
 }
@@ -160,9 +159,10 @@ func (l *Log) RunTask(t Task) error { return l.runTask(t) }
 
 func (l *Log) runTask(t Task) error {
 	timeout := t.Timeout
-	if timeout <= 0 || timeout > l.w/2 {
+	if timeout <= 0 {
 		timeout = l.w / 2
 	}
+	timeout = min(timeout, l.opts.Grace/2)
 	ctx, cancel := context.WithTimeout(context.WithValue(l.ctx, taskKey{}, t.Name), timeout)
 	defer cancel()
 	return t.Run(ctx, l)
