@@ -75,8 +75,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# The core packages also run under the race detector (short mode: the
+# multi-process checkers already ran above).
+RACE_PKGS := ./internal/commitlog/... ./internal/groups/...
+
 test: tools fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...
+	$(GO) test -race -short -count=1 $(RACE_PKGS)
 
 test-short:
 	$(GO) test -short -count=1 $(GOTESTFLAGS) ./...
