@@ -314,8 +314,13 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 	}
 	// Transient bucket errors are retried a few times; a corrupt or newer
 	// object is not.
+	loaded := false
 	for attempt := 0; ; attempt++ {
-		err := l.load(ctx)
+		var err error
+		if !loaded {
+			err = l.load(ctx)
+			loaded = err == nil
+		}
 		if err == nil {
 			err = l.catchUpAll(ctx)
 		}
