@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -33,6 +34,7 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	dec := s.newDecompression(ctx, turns)
 
 	var reqErr error
 	switch {
@@ -98,7 +100,7 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 			wg.Add(1)
 			go func(name string, rp kmsg.ProduceRequestTopicPartition) {
 				defer wg.Done()
-				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records, turns, k)
+				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records, dec, turns, k)
 				if err != nil {
 					op.ErrorCode, op.ErrorMessage = produceErrorCode(err), errMessage(err)
 					return
@@ -108,6 +110,10 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 		}
 	}
 	wg.Wait()
+	if dec.exceeded.Load() {
+		s.log.Warn("kafka produce request decompresses beyond the limit per request; its batches beyond it were refused with MESSAGE_TOO_LARGE",
+			"limit_bytes", dec.limit, "decompressed_bytes", dec.total.Load())
+	}
 
 	// Fill in log start offsets, and note failures.
 	for i := range resp.Topics {
@@ -149,9 +155,9 @@ func (s *Server) lookupTopicFresh(ctx context.Context, name string, partition in
 
 // producePartition validates a partition's batches, submits them to the log
 // in its turn on the connection (see produceTurns) and waits for the commit.
-func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte, turns *produceTurns, k partitionKey) (int64, error) {
+func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte, dec *decompression, turns *produceTurns, k partitionKey) (int64, error) {
 	defer turns.pass(k)
-	if err := validateBatches(raw); err != nil {
+	if err := validateBatches(raw, dec); err != nil {
 		return -1, err
 	}
 	if err := turns.wait(ctx, k); err != nil {
@@ -182,10 +188,21 @@ type invalidRecordError struct{ msg string }
 
 func (e *invalidRecordError) Error() string { return "invalid record batch: " + e.msg }
 
+// tooLargeError is a batch, or a request's batches together, decompressing
+// beyond a bound: MESSAGE_TOO_LARGE, which clients do not retry as it is
+// (the Java producer splits the batch).
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string { return e.msg }
+
 func produceErrorCode(err error) int16 {
 	var ire *invalidRecordError
-	if errors.As(err, &ire) {
+	var tle *tooLargeError
+	switch {
+	case errors.As(err, &ire):
 		return kerr.InvalidRecord.Code
+	case errors.As(err, &tle):
+		return kerr.MessageTooLarge.Code
 	}
 	return errorCode(err)
 }
@@ -196,8 +213,8 @@ var errTransactions = errors.New("transactions are not supported by twoway: prod
 // decodes (decompressing it) and that its records have the dense offset
 // deltas 0..n-1 its header promises, so that offsets stay dense for every
 // reader. Checksum and framing errors are CORRUPT_MESSAGE, the rest
-// INVALID_RECORD.
-func validateBatches(raw []byte) error {
+// INVALID_RECORD; decompressing beyond dec's bounds is MESSAGE_TOO_LARGE.
+func validateBatches(raw []byte, dec *decompression) error {
 	if len(raw) == 0 {
 		return &invalidRecordError{"no records"}
 	}
@@ -217,16 +234,103 @@ func validateBatches(raw []byte) error {
 		case m.NumRecords != m.LastOffsetDelta+1:
 			return &invalidRecordError{fmt.Sprintf("%d records with last offset delta %d", m.NumRecords, m.LastOffsetDelta)}
 		}
-		recs, _, err := records.Decode(b[:m.Length], codec.Decompress)
+		recs, release, err := dec.decode(b[:m.Length], m)
 		if err != nil {
 			return err
 		}
 		for i, r := range recs {
 			if r.Offset-m.BaseOffset != int64(i) {
+				release()
 				return &invalidRecordError{fmt.Sprintf("record %d has offset delta %d", i, r.Offset-m.BaseOffset)}
 			}
 		}
+		release()
 		b = b[m.Length:]
 	}
 	return nil
+}
+
+// decompression bounds the decompression of one produce request's batches,
+// which its partitions validate concurrently: the bytes they decompress to
+// in total (Config.MaxDecompressedPerRequest), and, through the
+// connection's budget, the decompressed bytes held at once by all the
+// connection's produce requests (Config.MaxDecompressedPerConnection).
+// Without them a request of many batches, or many pipelined requests, each
+// decompressing to near codec.MaxDecompressed, could exhaust the agent's
+// memory.
+//
+// The codec learns a batch's decompressed size only by decompressing it, so
+// a batch reserves codec.MaxDecompressed from the connection's budget before
+// it decompresses, keeps only its actual size once it has, and returns that
+// once its records are checked. A batch decompressed beyond the request's
+// remaining bound is refused; once the bound is exceeded, the request's
+// further compressed batches are refused without being decompressed.
+type decompression struct {
+	ctx        context.Context
+	decompress records.Decompressor
+	conn       *byteBudget
+	limit      int64
+	total      atomic.Int64 // bytes decompressed by the request so far
+	exceeded   atomic.Bool
+}
+
+func (s *Server) newDecompression(ctx context.Context, turns *produceTurns) *decompression {
+	d := &decompression{ctx: ctx, decompress: s.cfg.decompress, limit: int64(s.cfg.MaxDecompressedPerRequest)}
+	if turns != nil {
+		d.conn = turns.decompressed
+	}
+	if d.conn == nil {
+		d.conn = &byteBudget{max: s.cfg.MaxDecompressedPerConnection}
+	}
+	return d
+}
+
+// decode decodes the batch at the start of b, whose header m has been
+// checked. The records may point into decompressed bytes that are counted
+// against the connection's budget until release is called.
+func (d *decompression) decode(b []byte, m records.BatchMeta) (recs []records.Record, release func(), err error) {
+	if m.Codec() == records.CodecNone {
+		recs, _, err = records.Decode(b, nil)
+		return recs, func() {}, err
+	}
+	if d.total.Load() > d.limit {
+		return nil, nil, d.requestTooLarge()
+	}
+	held := codec.MaxDecompressed
+	if err := d.conn.acquire(d.ctx, held); err != nil {
+		return nil, nil, err
+	}
+	release = func() { d.conn.release(held) }
+	var tooLarge error
+	recs, _, err = records.Decode(b, func(c int, src []byte) ([]byte, error) {
+		out, err := d.decompress(c, src)
+		if errors.Is(err, codec.ErrTooLarge) {
+			tooLarge = &tooLargeError{fmt.Sprintf("a record batch decompresses to more than %d bytes, the limit per batch; send smaller batches", codec.MaxDecompressed)}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n := len(out); n < held {
+			d.conn.release(held - n)
+			held = n
+		}
+		if d.total.Add(int64(len(out))) > d.limit {
+			tooLarge = d.requestTooLarge()
+			return nil, tooLarge
+		}
+		return out, nil
+	})
+	if tooLarge != nil {
+		err = tooLarge
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return recs, release, nil
+}
+
+func (d *decompression) requestTooLarge() error {
+	d.exceeded.Store(true)
+	return &tooLargeError{fmt.Sprintf("the compressed record batches of this produce request decompress to more than %d bytes, the limit per request; send fewer or smaller batches per request", d.limit)}
 }

@@ -29,7 +29,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	_ "github.com/twoway/twoway/internal/codec" // installs stream.Decompress
+	"github.com/twoway/twoway/internal/codec" // also installs stream.Decompress
+	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -41,6 +42,11 @@ const (
 	DefaultMaxInFlight   = 64
 	DefaultIdleTimeout   = 10 * time.Minute
 	DefaultPartitions    = 1
+	// A produce request may decompress to as much as one batch may
+	// (256 MiB), and two compressed batches of a connection may decompress
+	// at once (512 MiB).
+	DefaultMaxDecompressedPerRequest    = codec.MaxDecompressed
+	DefaultMaxDecompressedPerConnection = 2 * codec.MaxDecompressed
 	// DefaultAgentTTL is how long an agent's registration counts as live
 	// without a refresh; DefaultAgentRefresh is how often an agent refreshes
 	// its own.
@@ -84,6 +90,22 @@ type Config struct {
 	// it the server stops reading from the connection until responses are
 	// written. Default DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxDecompressedPerRequest bounds the bytes the compressed batches of
+	// one produce request decompress to, together, while they are
+	// validated. A batch that would go beyond it fails its partition with
+	// MESSAGE_TOO_LARGE, and so does every compressed batch of the request
+	// validated after it (partitions are validated concurrently); the
+	// request's other partitions are appended as usual. Default
+	// DefaultMaxDecompressedPerRequest.
+	MaxDecompressedPerRequest int
+	// MaxDecompressedPerConnection bounds the decompressed bytes that the
+	// produce requests of one connection hold at once while their batches
+	// are validated; beyond it validation waits. A compressed batch holds
+	// codec.MaxDecompressed (the most it may decompress to) while it
+	// decompresses, then its decompressed size until its records are
+	// checked; one batch is always let through. Default
+	// DefaultMaxDecompressedPerConnection.
+	MaxDecompressedPerConnection int
 	// IdleTimeout closes a connection that sends nothing for this long.
 	// Default DefaultIdleTimeout (Kafka's connections.max.idle.ms).
 	IdleTimeout time.Duration
@@ -97,6 +119,9 @@ type Config struct {
 	NoAutoCreateTopics bool
 	// AgentTTL and AgentRefresh tune the agent registry (see agents.go).
 	AgentTTL, AgentRefresh time.Duration
+
+	// decompress is codec.Decompress unless a test replaces it.
+	decompress records.Decompressor
 }
 
 // Server serves the Kafka protocol for one agent. Create it with NewServer,
@@ -139,6 +164,15 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxDecompressedPerRequest <= 0 {
+		cfg.MaxDecompressedPerRequest = DefaultMaxDecompressedPerRequest
+	}
+	if cfg.MaxDecompressedPerConnection <= 0 {
+		cfg.MaxDecompressedPerConnection = DefaultMaxDecompressedPerConnection
+	}
+	if cfg.decompress == nil {
+		cfg.decompress = codec.Decompress
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -348,7 +382,10 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	queue  chan *slot
-	budget byteBudget
+	budget byteBudget // request bytes in flight
+	// decompressed bounds the decompressed bytes of the produce requests in
+	// flight (see decompression).
+	decompressed byteBudget
 	// produceOrder maps a partition to the turn of the last produce request
 	// on this connection that touched it: closed once that request has
 	// submitted its batch (reader goroutine only).
@@ -378,7 +415,8 @@ func (s *Server) startConn(nc net.Conn) {
 		ctx:          ctx,
 		cancel:       cancel,
 		queue:        make(chan *slot, s.cfg.MaxInFlight-1),
-		budget:       byteBudget{max: s.cfg.MaxFrameBytes, freed: make(chan struct{}, 1)},
+		budget:       byteBudget{max: s.cfg.MaxFrameBytes},
+		decompressed: byteBudget{max: s.cfg.MaxDecompressedPerConnection},
 		produceOrder: map[partitionKey]chan struct{}{},
 	}
 	s.mu.Lock()
@@ -533,6 +571,8 @@ type produceTurns struct {
 	prev map[partitionKey]chan struct{}
 	mu   sync.Mutex
 	mine map[partitionKey]chan struct{}
+	// decompressed is the connection's budget of decompressed bytes.
+	decompressed *byteBudget
 }
 
 // wait blocks until it is this request's turn to submit partition k.
@@ -581,7 +621,7 @@ func (c *conn) orderProduce(req kmsg.Request) *produceTurns {
 	if !ok {
 		return nil
 	}
-	t := &produceTurns{prev: map[partitionKey]chan struct{}{}, mine: map[partitionKey]chan struct{}{}}
+	t := &produceTurns{prev: map[partitionKey]chan struct{}{}, mine: map[partitionKey]chan struct{}{}, decompressed: &c.decompressed}
 	for _, tp := range pr.Topics {
 		name := tp.Topic
 		if pr.Version >= 13 {
@@ -632,13 +672,15 @@ func (c *conn) handle(h header, req kmsg.Request, sl *slot, turns *produceTurns)
 	}
 }
 
-// byteBudget bounds the request bytes a connection has in flight. A request
-// is always admitted when nothing else is in flight.
+// byteBudget bounds the bytes a connection has in flight: request bytes, or
+// decompressed bytes. A reservation is always admitted when nothing else is
+// in flight, so one larger than the bound waits for the rest to drain
+// rather than forever.
 type byteBudget struct {
 	mu    sync.Mutex
 	used  int
 	max   int
-	freed chan struct{}
+	freed chan struct{} // closed by the next release; nil while nobody waits
 }
 
 func (b *byteBudget) acquire(ctx context.Context, n int) error {
@@ -649,21 +691,26 @@ func (b *byteBudget) acquire(ctx context.Context, n int) error {
 			b.mu.Unlock()
 			return nil
 		}
+		if b.freed == nil {
+			b.freed = make(chan struct{})
+		}
+		freed := b.freed
 		b.mu.Unlock()
 		select {
-		case <-b.freed:
+		case <-freed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
+// release returns n bytes and wakes every waiter: several may fit now.
 func (b *byteBudget) release(n int) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.used -= n
-	b.mu.Unlock()
-	select {
-	case b.freed <- struct{}{}:
-	default:
+	if b.freed != nil {
+		close(b.freed)
+		b.freed = nil
 	}
 }

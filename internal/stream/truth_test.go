@@ -62,7 +62,7 @@ func truthOptions() Options {
 }
 
 func TestManyWritersOneTruthFile(t *testing.T) {
-	runTruth(t, "file://"+t.TempDir())
+	runTruth(t, "file://"+t.TempDir(), 0)
 }
 
 func TestManyWritersOneTruthS3(t *testing.T) {
@@ -73,7 +73,7 @@ func TestManyWritersOneTruthS3(t *testing.T) {
 		}
 		t.Skip("TWOWAY_TEST_S3_URL not set; `make test` runs this against MinIO")
 	}
-	runTruth(t, withPrefix(t, url, fmt.Sprintf("truth-%d", time.Now().UnixNano())))
+	runTruth(t, withPrefix(t, url, fmt.Sprintf("truth-%d", time.Now().UnixNano())), 0)
 }
 
 // withPrefix adds a path segment to an s3:// URL's prefix.
@@ -91,7 +91,7 @@ type child struct {
 	done chan error
 }
 
-func startChild(t *testing.T, url, dir string, agent, incarnation int, dur time.Duration) *child {
+func startChild(t *testing.T, url, dir string, seed uint64, agent, incarnation int, dur time.Duration) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTruthChild$", "-test.v")
 	cmd.Env = append(os.Environ(),
@@ -101,6 +101,7 @@ func startChild(t *testing.T, url, dir string, agent, incarnation int, dur time.
 		fmt.Sprintf("TRUTH_AGENT=%d", agent),
 		fmt.Sprintf("TRUTH_INCARNATION=%d", incarnation),
 		"TRUTH_DURATION="+dur.String(),
+		fmt.Sprintf("TRUTH_SEED=%d", seed),
 	)
 	out, err := os.Create(filepath.Join(dir, fmt.Sprintf("agent%d-%d.log", agent, incarnation)))
 	if err != nil {
@@ -115,14 +116,17 @@ func startChild(t *testing.T, url, dir string, agent, incarnation int, dur time.
 	return c
 }
 
-func runTruth(t *testing.T, url string) {
+// runTruth runs the checker on url with the options, faults and kill that
+// seed draws (drawTruth; 0 is the fixed run).
+func runTruth(t *testing.T, url string, seed uint64) {
 	ctx := context.Background()
 	dir := t.TempDir()
+	draw := drawTruth(seed)
 	b, err := bucketurl.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := Open(ctx, b, truthOptions())
+	admin, err := Open(ctx, b, draw.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,16 +139,16 @@ func runTruth(t *testing.T, url string) {
 	dur := 6 * time.Second
 	children := map[int]*child{}
 	for a := range agents {
-		children[a] = startChild(t, url, dir, a, 0, dur)
+		children[a] = startChild(t, url, dir, seed, a, 0, dur)
 	}
 	// Kill agent 1 mid-run, without warning, and start it again.
-	time.Sleep(dur * 2 / 5)
+	time.Sleep(dur * time.Duration(draw.killAt) / 1000)
 	victim := children[1]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-victim.done
-	children[3] = startChild(t, url, dir, 1, 1, dur/2)
+	children[3] = startChild(t, url, dir, seed, 1, 1, dur/2)
 	live := []string{"0-0", "2-0", "1-1"}
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, id := range live {
@@ -195,7 +199,7 @@ func runTruth(t *testing.T, url string) {
 		t.Fatalf("only %d records acknowledged: the run did too little to prove anything", len(acked))
 	}
 	// Check through a fresh agent on the bare bucket, without faults.
-	checker, err := Open(ctx, b, truthOptions())
+	checker, err := Open(ctx, b, draw.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,11 +338,13 @@ func TestTruthChild(t *testing.T) {
 	inc, _ := strconv.Atoi(os.Getenv("TRUTH_INCARNATION"))
 	dur, _ := time.ParseDuration(os.Getenv("TRUTH_DURATION"))
 	dir := os.Getenv("TRUTH_DIR")
+	seed, _ := strconv.ParseUint(os.Getenv("TRUTH_SEED"), 10, 64)
+	draw := drawTruth(seed)
 	inner, err := bucketurl.Open(ctx, os.Getenv("TRUTH_URL"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb := faultbucket.Wrap(inner, faultbucket.WithSeed(uint64(agent*100+inc)))
+	fb := faultbucket.Wrap(inner, faultbucket.WithSeed(draw.faultSeed+uint64(agent*100+inc)))
 	if err := fb.SetRules(
 		faultbucket.Rule{Op: faultbucket.OpPutIfAbsent, FailRate: 0.05},
 		faultbucket.Rule{Op: faultbucket.OpPutIfAbsent, FailRate: 0.05, UnknownOutcome: true},
@@ -349,17 +355,20 @@ func TestTruthChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s *Service
-	for attempt := 0; ; attempt++ { // opening reads through faults too
-		if s, err = Open(ctx, fb, truthOptions()); err == nil {
+	opening := time.Now()
+	attempts := 1
+	for ; ; attempts++ { // opening reads through faults too
+		if s, err = Open(ctx, fb, draw.opts); err == nil {
 			break
 		}
-		if attempt > 20 {
+		if attempts > 20 {
 			t.Fatal(err)
 		}
 	}
+	opened := time.Since(opening)
 	name := fmt.Sprintf("%s/agent%d-%d", dir, agent, inc)
 	acks, _ := os.OpenFile(name+".acks", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	attempts, _ := os.OpenFile(name+".attempts", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	tried, _ := os.OpenFile(name+".attempts", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	stop := time.Now().Add(dur)
@@ -384,9 +393,9 @@ func TestTruthChild(t *testing.T) {
 				// tell a retried record from an invented one.
 				mu.Lock()
 				for _, v := range vals {
-					fmt.Fprintln(attempts, v)
+					fmt.Fprintln(tried, v)
 				}
-				attempts.Sync()
+				tried.Sync()
 				mu.Unlock()
 				bases, errs, err := s.Produce(ctx, truthTopic, []Batch{{Partition: p, Records: recs}})
 				if err != nil || errs[0] != nil {
@@ -422,6 +431,6 @@ func TestTruthChild(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "digest-"+id), []byte(digestOf(s, t)), 0o644)
 	s.Close()
 	st := &s.Log().Stats
-	t.Logf("agent %d.%d: injected %d faults; commits %d, conflicts %d, unknown outcomes %d, checkpoints %d, objects collected %d, bytes compacted %d, reloads %d",
-		agent, inc, fb.Injected(), st.Commits.Load(), st.Conflicts.Load(), st.UnknownOutcome.Load(), st.Checkpoints.Load(), st.Deleted.Load(), st.RewrittenBytes.Load(), st.Reloads.Load())
+	t.Logf("agent %d.%d: opened in %v (%d attempts); injected %d faults; commits %d, conflicts %d, unknown outcomes %d, checkpoints %d, objects collected %d, bytes compacted %d, reloads %d",
+		agent, inc, opened.Round(time.Millisecond), attempts, fb.Injected(), st.Commits.Load(), st.Conflicts.Load(), st.UnknownOutcome.Load(), st.Checkpoints.Load(), st.Deleted.Load(), st.RewrittenBytes.Load(), st.Reloads.Load())
 }
