@@ -126,19 +126,6 @@ func encodeCheckpoint(seq uint64, parts []cpPart) []byte {
 	return binary.BigEndian.AppendUint32(b, CRC(b))
 }
 
-// encodeCheckpointV1 writes the version-1 layout (tests of the N-1 rule).
-func encodeCheckpointV1(seq uint64, snaps map[string][]byte) []byte {
-	body, _ := json.Marshal(snaps)
-	b := make([]byte, 0, 24+len(body)+4)
-	b = append(b, checkpointMagic[:]...)
-	b = binary.BigEndian.AppendUint16(b, 1)
-	b = binary.BigEndian.AppendUint16(b, 0)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(len(body)))
-	b = append(b, body...)
-	return binary.BigEndian.AppendUint32(b, CRC(b))
-}
-
 // decodeCheckpoint verifies a checkpoint object of version 1 or 2.
 func decodeCheckpoint(b []byte) (*checkpointInfo, error) {
 	body, version, err := checkEnvelope(b, checkpointMagic, checkpointVersion, "checkpoint")
@@ -183,16 +170,6 @@ func decodeCheckpoint(b []byte) (*checkpointInfo, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes after checkpoint parts", ErrCorrupt, len(r.b))
 	}
 	return ci, nil
-}
-
-// DecodeCheckpoint verifies a checkpoint object and returns its sequence
-// number (for tools and fuzzing).
-func DecodeCheckpoint(b []byte) (uint64, error) {
-	ci, err := decodeCheckpoint(b)
-	if err != nil {
-		return 0, err
-	}
-	return ci.seq, nil
 }
 
 func (l *Log) readCheckpoint(ctx context.Context, key string) (*checkpointInfo, error) {
@@ -398,12 +375,7 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 	}
 	stall := time.Since(paused)
 	l.applyMu.Unlock()
-	for {
-		old := l.Stats.CheckpointStallNs.Load()
-		if int64(stall) <= old || l.Stats.CheckpointStallNs.CompareAndSwap(old, int64(stall)) {
-			break
-		}
-	}
+	storeMax(&l.Stats.CheckpointStallNs, int64(stall))
 	if seq == 0 || (base != nil && base.seq == seq) {
 		return nil
 	}

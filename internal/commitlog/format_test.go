@@ -2,6 +2,8 @@ package commitlog
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -172,4 +174,18 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
+}
+
+// encodeCheckpointV1 writes the version-1 layout, which this version no
+// longer writes but still reads (the N-1 rule).
+func encodeCheckpointV1(seq uint64, snaps map[string][]byte) []byte {
+	body, _ := json.Marshal(snaps)
+	b := make([]byte, 0, 24+len(body)+4)
+	b = append(b, checkpointMagic[:]...)
+	b = binary.BigEndian.AppendUint16(b, 1)
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(body)))
+	b = append(b, body...)
+	return binary.BigEndian.AppendUint32(b, CRC(b))
 }

@@ -92,7 +92,7 @@ func (l *Log) janitorTick() time.Duration {
 // coreTasks are the log's own maintenance.
 func (l *Log) coreTasks() []Task {
 	gc := &collector{checkpoint: map[uint64]time.Time{}, unref: map[string]time.Time{}, parts: map[string][]string{}}
-	cp := &checkpointer{lastSeq: 0}
+	cp := &checkpointer{}
 	return []Task{
 		{Name: "checkpoint", Timeout: l.w, Run: cp.run},
 		{Name: "gc", Every: max(l.opts.Grace/8, time.Second), Timeout: l.opts.Grace / 2, Run: gc.run},
@@ -151,11 +151,6 @@ func (l *Log) runTasks() {
 		}
 	}
 }
-
-// RunTask runs one pass of a task now, with the deadline and refusal rules
-// of the janitor, whether or not this agent holds the lease (tests, and
-// commands that maintain a bucket on demand).
-func (l *Log) RunTask(t Task) error { return l.runTask(t) }
 
 func (l *Log) runTask(t Task) error {
 	timeout := t.Timeout

@@ -683,10 +683,13 @@ func (l *Log) confirmByList(ctx context.Context, next uint64, start time.Time) (
 	return false, nil
 }
 
-func (l *Log) confirmTail(at time.Time) {
+func (l *Log) confirmTail(at time.Time) { storeMax(&l.tailConfirmed, at.UnixNano()) }
+
+// storeMax raises a to v if v is larger.
+func storeMax(a *atomic.Int64, v int64) {
 	for {
-		old := l.tailConfirmed.Load()
-		if at.UnixNano() <= old || l.tailConfirmed.CompareAndSwap(old, at.UnixNano()) {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
 			return
 		}
 	}
