@@ -157,9 +157,29 @@ func TestBadBucket(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	cmd := exec.Command(twowayBin, "serve", "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0")
+// servedAgent is a "twoway serve" process started by startServe.
+type servedAgent struct {
+	cmd    *exec.Cmd
+	base   string // http://host:port of its HTTP listener
+	bucket string // the bucket its start-up line names
+	exited chan error
+	mu     sync.Mutex
+	logs   bytes.Buffer
+}
+
+// Logs is what the process has written to stderr so far.
+func (a *servedAgent) Logs() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.logs.String()
+}
+
+// startServe runs "twoway serve" with args (which must include --http) and
+// waits for the line saying where it serves; the port is the one the
+// system picked.
+func startServe(t *testing.T, args ...string) *servedAgent {
+	t.Helper()
+	cmd := exec.Command(twowayBin, append([]string{"serve"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -167,35 +187,40 @@ func TestServe(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	var logs bytes.Buffer
-	addr := make(chan string, 1)
+	t.Cleanup(func() { cmd.Process.Kill() })
+	a := &servedAgent{cmd: cmd, exited: make(chan error, 1)}
+	listening := regexp.MustCompile(`msg="twoway serving" bucket=(\S+) http=(\S+)`)
+	found := make(chan [2]string, 1)
 	go func() {
-		// The log line says where the data is and what the server listens
-		// on; the port is the one the system picked.
-		listening := regexp.MustCompile(`msg="twoway serving" bucket=(\S+) http=(\S+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
+			a.mu.Lock()
+			a.logs.WriteString(sc.Text() + "\n")
+			a.mu.Unlock()
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] != "file://"+data {
-					t.Errorf("log names bucket %s, want file://%s", m[1], data)
-				}
-				addr <- m[2]
+				found <- [2]string{m[1], m[2]}
 			}
 		}
-		exited <- cmd.Wait()
+		a.exited <- cmd.Wait()
 	}()
-	t.Cleanup(func() { cmd.Process.Kill() })
-
-	var base string
 	select {
-	case base = <-addr:
-	case err := <-exited:
-		t.Fatalf("serve exited early (%v):\n%s", err, logs.String())
+	case m := <-found:
+		a.bucket, a.base = m[0], m[1]
+	case err := <-a.exited:
+		t.Fatalf("serve exited early (%v):\n%s", err, a.Logs())
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not log its address")
 	}
+	return a
+}
+
+func TestServe(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	a := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0")
+	if a.bucket != "file://"+data {
+		t.Errorf("log names bucket %s, want file://%s", a.bucket, data)
+	}
+	base := a.base
 
 	body := httpGet(t, base+"/healthz")
 	if !strings.HasPrefix(strings.TrimSpace(body), `{"status":"ok"`) {
@@ -220,19 +245,19 @@ func TestServe(t *testing.T) {
 		t.Errorf("serve did not create the bucket directory: %v", err)
 	}
 
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := a.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
+	case err := <-a.exited:
 		if err != nil {
-			t.Fatalf("serve exited with %v after SIGINT:\n%s", err, logs.String())
+			t.Fatalf("serve exited with %v after SIGINT:\n%s", err, a.Logs())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not exit after SIGINT")
 	}
-	if !strings.Contains(logs.String(), "twoway stopped") {
-		t.Errorf("no clean stop in the log:\n%s", logs.String())
+	if !strings.Contains(a.Logs(), "twoway stopped") {
+		t.Errorf("no clean stop in the log:\n%s", a.Logs())
 	}
 }
 
@@ -285,40 +310,8 @@ func TestBenchBucket(t *testing.T) {
 // answer 503 naming the commit, and serve exits non-zero with that message.
 func TestServeStopsOnCorruptCommit(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	cmd := exec.Command(twowayBin, "serve", "--bucket", data, "--http", "127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	exited := make(chan error, 1)
-	var mu sync.Mutex
-	var logs bytes.Buffer
-	addr := make(chan string, 1)
-	go func() {
-		listening := regexp.MustCompile(`msg="twoway serving" bucket=(\S+) http=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			mu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[2]
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	var base string
-	select {
-	case base = <-addr:
-	case err := <-exited:
-		t.Fatalf("serve exited early: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not log its address")
-	}
+	a := startServe(t, "--bucket", data, "--http", "127.0.0.1:0")
+	base := a.base
 	// Put a corrupt object where the next commit goes (the agent's own
 	// janitor may take a number first: then try the next).
 	var seq int
@@ -370,16 +363,14 @@ func TestServeStopsOnCorruptCommit(t *testing.T) {
 		resp.Body.Close()
 	}
 	select {
-	case err := <-exited:
+	case err := <-a.exited:
 		if err == nil {
 			t.Fatal("serve exited 0 after its log stopped")
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not exit after its log stopped")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if want := fmt.Sprintf("commit %d", seq); !strings.Contains(logs.String(), want) {
-		t.Errorf("serve's output does not name %q:\n%s", want, logs.String())
+	if want := fmt.Sprintf("commit %d", seq); !strings.Contains(a.Logs(), want) {
+		t.Errorf("serve's output does not name %q:\n%s", want, a.Logs())
 	}
 }

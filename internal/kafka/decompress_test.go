@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,15 +49,20 @@ func gzipBatch(t testing.TB, n int) []byte {
 	return withCodec(plain, records.CodecGzip, buf.Bytes())
 }
 
+// produceRequest builds a version-9 produce request with acks=all for the
+// given partitions' raw batches, in partition order.
 func produceRequest(topic string, parts map[int32][]byte) *kmsg.ProduceRequest {
+	return produceRequestWith(-1, nil, topic, parts)
+}
+
+func produceRequestWith(acks int16, txn *string, topic string, parts map[int32][]byte) *kmsg.ProduceRequest {
 	req := kmsg.NewPtrProduceRequest()
-	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
+	req.Version, req.Acks, req.TimeoutMillis, req.TransactionID = 9, acks, 10000, txn
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
-	for p := range int32(len(parts) + 8) {
-		if raw, ok := parts[p]; ok {
-			rt.Partitions = append(rt.Partitions, kmsg.ProduceRequestTopicPartition{Partition: p, Records: raw})
-		}
+	ps := slices.Sorted(maps.Keys(parts))
+	for _, p := range ps {
+		rt.Partitions = append(rt.Partitions, kmsg.ProduceRequestTopicPartition{Partition: p, Records: parts[p]})
 	}
 	req.Topics = append(req.Topics, rt)
 	return req

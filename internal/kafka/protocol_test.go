@@ -337,17 +337,7 @@ func TestProduceErrors(t *testing.T) {
 	v1[16] = 1
 
 	produce := func(acks int16, txn *string, topic string, parts map[int32][]byte) *kmsg.ProduceResponse {
-		req := kmsg.NewPtrProduceRequest()
-		req.Version, req.Acks, req.TimeoutMillis, req.TransactionID = 9, acks, 5000, txn
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = topic
-		for p := range int32(len(parts) + 1) {
-			if raw, ok := parts[p]; ok {
-				rt.Partitions = append(rt.Partitions, kmsg.ProduceRequestTopicPartition{Partition: p, Records: raw})
-			}
-		}
-		req.Topics = append(req.Topics, rt)
-		return roundTrip(t, c, 1, req).(*kmsg.ProduceResponse)
+		return roundTrip(t, c, 1, produceRequestWith(acks, txn, topic, parts)).(*kmsg.ProduceResponse)
 	}
 	codes := func(resp *kmsg.ProduceResponse) []int16 {
 		var out []int16
