@@ -22,6 +22,7 @@ import (
 	"github.com/twoway/twoway/internal/groups"
 	"github.com/twoway/twoway/internal/httpapi"
 	"github.com/twoway/twoway/internal/kafka"
+	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -70,6 +71,7 @@ type Agent struct {
 	Kafka   *kafka.Server
 	Groups  *groups.Coordinator
 	kind    bucketurl.Kind
+	set     *module.Set
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -103,31 +105,31 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		opts.Linger = cfg.Linger
 	}
 	opts = TuneLog(loc.Kind, opts)
-	// Every agent applies every entry type in the log, whether or not it
-	// serves Kafka: an agent without the consumer-group owner would stop at
-	// the first offset commit another agent made.
-	var owners []commitlog.Owner
-	if cfg.KafkaAddr == "" {
-		owners = append(owners, groups.NewOffsets())
-	} else {
-		gcfg := cfg.Groups
-		gcfg.Logger = cfg.Logger
-		gcfg.NodeID = kafka.NodeIDFor
-		coord, owner, err := groups.New(gcfg)
-		if err != nil {
-			return nil, err
-		}
-		a.Groups, owners = coord, append(owners, owner)
+	gm, err := groups.NewModule(groups.ModuleConfig{
+		Coordinate:       cfg.KafkaAddr != "",
+		Coordinator:      withGroupDefaults(cfg.Groups, cfg.Logger),
+		OffsetsRetention: cfg.OffsetsRetention,
+	})
+	if err != nil {
+		return nil, err
 	}
-	a.Service, err = stream.Open(ctx, a.Bucket, stream.Options{Log: opts, Owners: owners})
+	a.Service, a.Groups = stream.New(stream.Options{}), gm.Coordinator()
+	// The HTTP server exists before the modules start, which register
+	// their routes on it; its health checks read the log once it is open.
+	var set *module.Set
+	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }})
+	// The module list. Every agent assembles every module, whichever front
+	// doors it serves: an agent lacking a module's owners would stop at
+	// the first entry of its types another agent commits.
+	mods := []module.Module{
+		a.Service,
+		gm,
+	}
+	set, err = module.Open(ctx, module.Config{Bucket: a.Bucket, Log: opts, HTTP: a.HTTP, Metrics: cfg.Registry, Logger: cfg.Logger}, mods...)
 	if err != nil {
 		return nil, fmt.Errorf("open the log in %s: %w", a.Bucket, err)
 	}
-	// Every agent can be the janitor, so every agent carries the groups'
-	// expiry task.
-	if off, ok := owners[0].(*groups.Offsets); ok {
-		a.Service.Log().AddTask(groups.ExpiryTask(off, cfg.OffsetsRetention))
-	}
+	a.set = set
 	if cfg.KafkaAddr != "" {
 		a.Kafka = kafka.NewServer(kafka.Config{
 			Service:   a.Service,
@@ -137,8 +139,8 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 			Logger:    cfg.Logger,
 		})
 	}
-	registerLogMetrics(cfg.Registry, a.Service.Log())
-	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: a.Service.Log().Health})
+	registerLogMetrics(cfg.Registry, a.Log())
+	// The streams' HTTP front door, as Kafka is their other one.
 	httpapi.RegisterStreams(a.HTTP, a.Service)
 	return a, nil
 }
@@ -179,7 +181,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 		}
 		host, port := a.Kafka.Advertised()
 		advertised := net.JoinHostPort(host, fmt.Sprint(port))
-		if err := a.Groups.Start(a.Service.Log(), advertised, a.Service); err != nil {
+		if err := a.Groups.Start(a.Log(), advertised, a.Service); err != nil {
 			return err
 		}
 		kafkaAttrs = []any{"kafka", a.Kafka.Addr().String(), "kafka_advertised", advertised, "node_id", a.Kafka.NodeID()}
@@ -202,7 +204,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	if httpLn != nil {
 		go func() { errc <- a.HTTP.Serve(ctx, httpLn) }()
 	}
-	attrs = append(attrs, "agent", a.Service.Log().AgentID())
+	attrs = append(attrs, "agent", a.Log().AgentID())
 	a.cfg.Logger.Info("twoway serving", attrs...)
 	if running == 0 {
 		return errors.New("nothing to serve: no listener configured")
@@ -210,7 +212,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	// A log that stops (a corrupt commit, an entry type this version does
 	// not know) stops the agent: after a short drain, during which /healthz
 	// and /readyz say why, Serve returns the error.
-	l := a.Service.Log()
+	l := a.Log()
 	go func() {
 		for l.Err() == nil {
 			select {
@@ -258,17 +260,22 @@ func (a *Agent) Addrs() []net.Addr {
 	return out
 }
 
-// Close stops the front doors, releases group leases and stops the streams.
+// Close stops the front doors, then the modules (the groups release their
+// leases) and the log.
 func (a *Agent) Close() error {
 	if a.Kafka != nil {
 		a.Kafka.Close()
 	}
-	if a.Groups != nil {
-		if err := a.Groups.Close(); err != nil {
-			a.cfg.Logger.Warn("closing consumer groups", "err", err)
-		}
-	}
-	return a.Service.Close()
+	return a.set.Close()
+}
+
+// Log is the agent's commit log.
+func (a *Agent) Log() *commitlog.Log { return a.set.Log() }
+
+func withGroupDefaults(c groups.Config, logger *slog.Logger) groups.Config {
+	c.Logger = logger
+	c.NodeID = kafka.NodeIDFor
+	return c
 }
 
 // checkBucket lists one object, so that a bucket that cannot be reached or

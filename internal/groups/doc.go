@@ -39,11 +39,13 @@
 //
 // # Wiring
 //
-// The Owner must be known when the log opens, and the coordinator needs the
-// log, so construction has two steps:
+// The groups are a module (Module): its Owner must be known when the log
+// opens, and the coordinator needs the log and the Kafka listener's
+// address, so construction has two steps:
 //
-//	coord, owner, err := groups.New(groups.Config{})
-//	svc, err := stream.Open(ctx, bucket, stream.Options{Owners: []commitlog.Owner{owner}})
+//	gm, err := groups.NewModule(groups.ModuleConfig{Coordinate: true})
+//	coord := gm.Coordinator()
+//	svc, err := stream.Open(ctx, bucket, stream.Options{}, gm) // or module.Open
 //	srv := kafka.NewServer(kafka.Config{Service: svc, Groups: coord, ...})
 //	err = srv.Listen()
 //	host, port := srv.Advertised()
@@ -57,6 +59,6 @@
 // members carry their client id and host.
 //
 // Every agent that opens the log must register the groups Owner, even one
-// that serves no Kafka clients (NewOffsets alone will do): an agent meeting
+// that serves no Kafka clients (NewModule without Coordinate): an agent meeting
 // entry types it has no Owner for stops, as the log's rule says.
 package groups

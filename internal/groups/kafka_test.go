@@ -47,22 +47,22 @@ type node struct {
 
 func startNode(t *testing.T, b bucket.Bucket, lease time.Duration) *node {
 	t.Helper()
-	coord, owner, err := groups.New(groups.Config{
+	gm, err := groups.NewModule(groups.ModuleConfig{Coordinate: true, Coordinator: groups.Config{
 		LeaseDuration:         lease,
 		MinSessionTimeout:     500 * time.Millisecond,
 		InitialRebalanceDelay: 200 * time.Millisecond,
 		Logger:                quiet,
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	coord := gm.Coordinator()
 	svc, err := stream.Open(context.Background(), b, stream.Options{
 		Log: commitlog.Options{
 			Linger: time.Millisecond, PollMin: time.Millisecond, PollMax: 20 * time.Millisecond,
 			Logger: quiet, NoJanitor: true,
 		},
-		Owners: []commitlog.Owner{owner},
-	})
+	}, gm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +97,8 @@ func (n *node) stop() {
 func (n *node) kill() {
 	n.once.Do(func() {
 		n.srv.Close()
-		n.svc.Close()
-		n.coord.Close() // the log is closed: nothing is released
+		n.svc.Log().Close()
+		n.svc.Close() // the log is closed: the coordinator releases nothing
 	})
 }
 

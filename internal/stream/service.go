@@ -16,59 +16,84 @@ import (
 
 	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/records"
 )
 
 // Options configure a Service.
 type Options struct {
+	// Log tunes the commit log Open opens (unused by New: the agent opens
+	// the log).
 	Log commitlog.Options
 	// MaxBatchBytes bounds the record bytes of one produce call. Default 8 MiB.
 	MaxBatchBytes int
 	// CacheBytes bounds the cache of blobs read from the bucket. Default 256 MiB.
 	CacheBytes int64
-	// Owners are further state machines sharing the log (consumer groups...).
-	Owners []commitlog.Owner
 	// Compact tunes the compaction of the record index.
 	Compact CompactOptions
 }
 
-// Service is one agent's view of the streams in a bucket. It is safe for
-// concurrent use.
+// Service is one agent's view of the streams in a bucket, and the streams
+// module (module.Module) that an agent starts. It is safe for concurrent
+// use once started.
 type Service struct {
 	log   *commitlog.Log
 	st    *state
 	opts  Options
 	cache *blobCache
 	rr    atomic.Uint32
+	set   *module.Set // set by Open, which owns the log
 }
 
-// Open opens (or creates) the streams in bucket b.
-func Open(ctx context.Context, b bucket.Bucket, opts Options) (*Service, error) {
+// New makes the streams module; it serves once an agent has started it
+// (module.Open).
+func New(opts Options) *Service {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 8 << 20
 	}
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 256 << 20
 	}
+	opts.Compact.fill()
+	return &Service{st: newState(), opts: opts, cache: newBlobCache(opts.CacheBytes)}
+}
+
+// Open opens (or creates) the streams in bucket b on a log of their own:
+// streams alone, for tools and tests. An agent uses New with its other
+// modules instead, since a log holding other modules' entries (consumer
+// groups...) stops an agent that lacks them.
+func Open(ctx context.Context, b bucket.Bucket, opts Options, others ...module.Module) (*Service, error) {
 	if opts.Log.Logger == nil {
 		opts.Log.Logger = slog.Default()
 	}
-	opts.Compact.fill()
-	st := newState()
-	owners := append([]commitlog.Owner{st}, opts.Owners...)
-	l, err := commitlog.Open(ctx, b, owners, opts.Log)
+	s := New(opts)
+	set, err := module.Open(ctx, module.Config{Bucket: b, Log: opts.Log, Logger: opts.Log.Logger}, append([]module.Module{s}, others...)...)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{log: l, st: st, opts: opts, cache: newBlobCache(opts.CacheBytes)}
-	l.AddTask(commitlog.Task{Name: "retention", Run: s.retain})
-	if !opts.Compact.Disabled {
-		l.AddTask(commitlog.Task{Name: "compaction", Every: opts.Compact.Interval, Run: func(ctx context.Context, _ *commitlog.Log) error {
+	s.set = set
+	return s, nil
+}
+
+// Name is the module's name.
+func (s *Service) Name() string { return "streams" }
+
+// Owners is the streams state machine.
+func (s *Service) Owners() []commitlog.Owner { return []commitlog.Owner{s.st} }
+
+// Start attaches the service to the log and adds the streams' janitor
+// tasks: retention and index compaction. Chunks (where record data lives)
+// are the core's to collect.
+func (s *Service) Start(_ context.Context, env *module.Env) error {
+	s.log = env.Log
+	s.log.AddTask(commitlog.Task{Name: "retention", Run: s.retain})
+	if !s.opts.Compact.Disabled {
+		s.log.AddTask(commitlog.Task{Name: "compaction", Every: s.opts.Compact.Interval, Run: func(ctx context.Context, _ *commitlog.Log) error {
 			_, err := s.Compact(ctx)
 			return err
 		}})
 	}
-	return s, nil
+	return nil
 }
 
 // retain is the janitor task that proposes retention: truncations decided
@@ -83,9 +108,16 @@ func (s *Service) retain(ctx context.Context, l *commitlog.Log) error {
 	return err
 }
 
-// Close stops the agent's log, and with it the streams' janitor tasks.
+// Close closes the log and the other modules when Open opened them; a
+// module started by an agent has nothing of its own to stop (its tasks end
+// with the log).
 func (s *Service) Close() error {
-	return s.log.Close()
+	if s.set != nil {
+		set := s.set
+		s.set = nil
+		return set.Close()
+	}
+	return nil
 }
 
 // Log exposes the commit log (stats, sync, leases).
