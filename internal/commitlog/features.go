@@ -105,6 +105,7 @@ func (l *Log) supported() []string {
 		out = append(out, typeFeature(t))
 	}
 	out = append(out, "checkpoint:2")
+	out = append(out, l.mux.formats...)
 	sort.Strings(out)
 	return out
 }
@@ -115,6 +116,7 @@ func (l *Log) wanted() []string {
 	for t := range l.mux.gated {
 		out = append(out, typeFeature(t))
 	}
+	out = append(out, l.mux.formats...)
 	sort.Strings(out)
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -54,6 +55,18 @@ type Gated interface {
 	GatedTypes() []uint16
 }
 
+// Formatted is an Owner with encodings (of its snapshot, or of an entry
+// payload) newer than the fleet may read. Formats names them as features,
+// "format:{owner}-{what}:{version}"; they are advertised and enabled like
+// gated types. UseFeatures hands the owner, once, a function telling
+// whether a feature is enabled; call it only from Apply and Snapshot (both
+// run with applying paused), and write a newer encoding only once it
+// says so. Restore must read every encoding the owner knows.
+type Formatted interface {
+	Formats() []string
+	UseFeatures(enabled func(name string) bool)
+}
+
 // LeaseReader is implemented by Owners whose entries are fenced by a lease.
 // The log hands them, once, a function reading the applied lease state; it
 // may be called only from Apply, and it sees the lease entries of earlier
@@ -93,6 +106,8 @@ type mux struct {
 	byType map[uint16]*slot
 	byOwn  map[Owner]*slot
 	gated  map[uint16]bool
+	// formats are the Formatted owners' format features.
+	formats []string
 }
 
 func newMux(owners []Owner) (*mux, error) {
@@ -131,9 +146,24 @@ func newMux(owners []Owner) (*mux, error) {
 			ls = l
 		}
 	}
+	var fs *features
+	for _, o := range owners {
+		if f, ok := o.(*features); ok {
+			fs = f
+		}
+	}
 	for _, o := range owners {
 		if lr, ok := o.(LeaseReader); ok && ls != nil {
 			lr.UseLeases(ls.get)
+		}
+		if fo, ok := o.(Formatted); ok && fs != nil {
+			for _, f := range fo.Formats() {
+				if !strings.HasPrefix(f, "format:") {
+					return nil, fmt.Errorf("commitlog: owner %q: format feature %q must start with \"format:\"", o.Name(), f)
+				}
+				m.formats = append(m.formats, f)
+			}
+			fo.UseFeatures(func(name string) bool { return fs.on[name] })
 		}
 	}
 	return m, nil

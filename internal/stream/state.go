@@ -186,6 +186,8 @@ type state struct {
 	// producers maps producer id → current epoch; NextPID is the next id.
 	producers map[int64]int16
 	nextPID   int64
+	// enabled reads the log's enabled features (see snapshot.go).
+	enabled func(string) bool
 }
 
 type stateJSON struct {
@@ -202,33 +204,10 @@ func (s *state) Types() []uint16 {
 	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer, TypeCompact}
 }
 
-func (s *state) Reset() { *s = *newState() }
-
-// Snapshot encodes the state at once (the capture is the encoding), so the
-// log's apply pause grows with the state; see docs/DESIGN.md.
-func (s *state) Snapshot() func() ([]byte, error) {
-	b, err := s.encode()
-	return func() ([]byte, error) { return b, err }
-}
-
-func (s *state) encode() ([]byte, error) {
-	return json.Marshal(stateJSON{Topics: s.topics, Producers: s.producers, NextPID: s.nextPID})
-}
-
-func (s *state) Restore(b []byte) error {
-	var j stateJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	s.Reset()
-	if j.Topics != nil {
-		s.topics = j.Topics
-	}
-	if j.Producers != nil {
-		s.producers = j.Producers
-	}
-	s.nextPID = j.NextPID
-	return nil
+func (s *state) Reset() {
+	enabled := s.enabled
+	*s = *newState()
+	s.enabled = enabled
 }
 
 func (s *state) LiveObjects(fn func(string)) {
