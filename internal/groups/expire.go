@@ -3,6 +3,8 @@ package groups
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -19,7 +21,8 @@ const DefaultOffsetsRetention = 7 * 24 * time.Hour
 // coordinator lease is released and whose newest commit is older than
 // retention (<= 0: DefaultOffsetsRetention), and removes released leases of
 // groups that hold no offsets (every FindCoordinator for a new name makes
-// one). Both entries are fenced: a group taken over again meanwhile keeps
+// one) and, once the fleet knows TypeForgetGroup, the records of groups
+// that hold no offsets. The offset and lease entries are fenced: a group taken over again meanwhile keeps
 // everything.
 func ExpiryTask(o *Offsets, retention time.Duration) commitlog.Task {
 	if retention <= 0 {
@@ -58,6 +61,24 @@ func expire(ctx context.Context, l *commitlog.Log, o *Offsets, retention time.Du
 			entries = append(entries, commitlog.LeaseRemove(name, cur.Epoch))
 		}
 	})
+	// The records of groups without offsets that nobody coordinates.
+	if l.Enabled(fmt.Sprintf("type:%d", TypeForgetGroup)) {
+		var forget []string
+		l.View(o, func() {
+			for name, g := range o.groups {
+				if len(g.Offsets) == 0 {
+					forget = append(forget, name)
+				}
+			}
+		})
+		sort.Strings(forget)
+		for _, name := range forget {
+			if l.Lease(LeaseName(name)).Holder == "" {
+				data, _ := json.Marshal(forgetEntry{Group: name})
+				entries = append(entries, commitlog.Entry{Type: TypeForgetGroup, Data: data})
+			}
+		}
+	}
 	if len(entries) == 0 {
 		return nil
 	}

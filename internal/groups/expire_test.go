@@ -96,11 +96,36 @@ func TestExpiryOfIdleGroupsAndLeases(t *testing.T) {
 			t.Errorf("lease of %s removed while its group has offsets", g)
 		}
 	}
+	// Once the fleet knows TypeForgetGroup, the records of groups without
+	// offsets that nobody coordinates go too.
+	records := func() map[string]bool {
+		m := map[string]bool{}
+		l.View(o, func() {
+			for g := range o.groups {
+				m[g] = true
+			}
+		})
+		return m
+	}
+	if r := records(); !r["old"] {
+		t.Fatalf("records forgotten before the fleet enabled it: %v", r)
+	}
+	data, _ = json.Marshal(map[string][]string{"enable": {"type:204"}})
+	propose(commitlog.Entry{Type: commitlog.TypeFeatures, Data: data})
+	if err := expire(ctx, l, o, DefaultOffsetsRetention, now); err != nil {
+		t.Fatal(err)
+	}
+	if r := records(); r["old"] || r["empty"] || !r["fresh"] || !r["held"] {
+		t.Fatalf("records after forgetting: %v; want fresh and held only", r)
+	}
 	// Epochs are never reused: a deposed coordinator's epoch stays stale.
 	if ok, _ := l.ProposeLease(ctx, commitlog.LeaseAcquire(LeaseName("empty"), "b", "", l.Lease(LeaseName("empty")))); !ok {
 		t.Fatal("acquire after removal failed")
 	}
 	if e := l.Lease(LeaseName("empty")).Epoch; e <= 1 {
 		t.Fatalf("lease acquired after removal has epoch %d, reusing a removed one", e)
+	}
+	if res := propose(commit("empty", 1, now)); res[0] == nil {
+		t.Fatal("a commit at the removed lease's epoch was accepted after the group was forgotten")
 	}
 }

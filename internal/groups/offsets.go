@@ -22,6 +22,10 @@ const (
 	// of an older coordinator that is sequenced after the takeover is
 	// rejected, even before the new coordinator commits anything itself.
 	TypeCoordinatorEpoch uint16 = 203
+	// TypeForgetGroup drops the record of a group that holds no offsets
+	// (gated). Fencing does not need it: entries must carry the current
+	// epoch of the group's lease, and lease epochs are never reused.
+	TypeForgetGroup uint16 = 204
 )
 
 // MaxMetadataBytes bounds the metadata string of one committed offset, as
@@ -127,7 +131,15 @@ func (o *Offsets) Name() string { return "groups" }
 
 // Types lists the entry types Offsets applies.
 func (o *Offsets) Types() []uint16 {
-	return []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch}
+	return []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch, TypeForgetGroup}
+}
+
+// GatedTypes: TypeForgetGroup came after the others.
+func (o *Offsets) GatedTypes() []uint16 { return []uint16{TypeForgetGroup} }
+
+// forgetEntry is the payload of TypeForgetGroup.
+type forgetEntry struct {
+	Group string `json:"group"`
 }
 
 // Reset empties the state.
@@ -213,6 +225,15 @@ func (o *Offsets) Apply(_ uint64, e commitlog.Entry) any {
 			return commitlog.ErrStaleEpoch
 		}
 		g.Offsets = nil
+		return nil
+	case TypeForgetGroup:
+		var en forgetEntry
+		if err := json.Unmarshal(e.Data, &en); err != nil || en.Group == "" {
+			return fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		if g := o.groups[en.Group]; g != nil && len(g.Offsets) == 0 {
+			delete(o.groups, en.Group)
+		}
 		return nil
 	case TypeOffsetDelete:
 		var en offsetDeleteEntry
