@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +74,13 @@ type Bucket struct {
 	url   string // String()
 	tmp   string // root/.twoway/tmp
 	locks string // root/.twoway/locks
+
+	// spare holds one temp file created ahead of need: creating a file
+	// costs as much as the fsync on some disks, and a commit should not
+	// wait for it. It is flocked like any temp file in use; a crash leaves
+	// it to the next Open's cleanup.
+	spare     chan *tempFile
+	refilling atomic.Bool
 }
 
 var _ bucket.Bucket = (*Bucket)(nil)
@@ -90,6 +98,7 @@ func Open(root string) (*Bucket, error) {
 		url:   "file://" + filepath.ToSlash(abs),
 		tmp:   filepath.Join(abs, internalDir, "tmp"),
 		locks: filepath.Join(abs, internalDir, "locks"),
+		spare: make(chan *tempFile, 1),
 	}
 	switch fi, err := os.Stat(abs); {
 	case err == nil && !fi.IsDir():
@@ -652,6 +661,37 @@ func (b *Bucket) createTemp() (*tempFile, error) {
 	}
 }
 
+// takeTemp returns the spare temp file, or a new one, and has the spare
+// replaced in the background.
+func (b *Bucket) takeTemp() (*tempFile, error) {
+	defer b.refill()
+	select {
+	case t := <-b.spare:
+		return t, nil
+	default:
+		return b.createTemp()
+	}
+}
+
+// refill creates a spare temp file unless one exists or is being made.
+func (b *Bucket) refill() {
+	if len(b.spare) > 0 || !b.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.refilling.Store(false)
+		t, err := b.createTemp()
+		if err != nil {
+			return // the next write creates its own and reports the error
+		}
+		select {
+		case b.spare <- t:
+		default:
+			t.discard()
+		}
+	}()
+}
+
 // discard closes the temp file and removes its name if it still has one.
 func (t *tempFile) discard() {
 	if !t.gone {
@@ -674,7 +714,7 @@ func (b *Bucket) writeTemp(ctx context.Context, body io.Reader, size int64) (_ *
 	if body == nil {
 		body = strings.NewReader("")
 	}
-	t, err := b.createTemp()
+	t, err := b.takeTemp()
 	if err != nil {
 		return nil, err
 	}

@@ -178,7 +178,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	fs.Var(&batchSize, "batch-size", "`size` of the records of one produce call (at least one record): a\nKafka producer's batch.size, the most it sends one partition at once")
 	producers := fs.Int("producers", bench.DefaultProducers, "`number` of producers, each with one call in flight")
 	duration := fs.Duration("duration", bench.DefaultDuration, "length of the log phase and of each baseline phase")
-	linger := fs.Duration("linger", 0, "group-commit `interval` (default 5ms on a directory, 100ms on S3, as twoway serve)")
+	lingerOf := fs.lingerFlag("extra group-commit `wait` (default 0 on a directory, 100ms on S3, as twoway serve)")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of a table")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
@@ -186,7 +186,8 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 	badFlag := func(err error) error {
 		return &usageError{err: fmt.Errorf("bench produce: %w", err), usage: func() { fs.usage(e.stderr) }}
 	}
-	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, *linger); err != nil {
+	linger := lingerOf()
+	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, linger); err != nil {
 		return badFlag(err)
 	}
 	switch {
@@ -199,7 +200,7 @@ func runBenchProduce(ctx context.Context, e *env, args []string) error {
 			*producers, batchSize.String(), formatByteSize(bench.MaxInFlight)))
 	}
 
-	b, logOpts, err := openBenchBucket(ctx, *bucketURL, *linger)
+	b, logOpts, err := openBenchBucket(ctx, *bucketURL, linger)
 	if err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func checkLogBenchFlags(bucketURL string, partitions int, recordSize byteSize, d
 		return fmt.Errorf("--record-size %s out of range: use %s to %s", recordSize.String(), formatByteSize(bench.MinRecordSize), formatByteSize(bench.MaxRecordSize))
 	case duration <= 0:
 		return fmt.Errorf("--duration %v must be positive", duration)
-	case linger < 0:
+	case linger < 0 && linger != agent.NoLinger:
 		return fmt.Errorf("--linger %v must not be negative", linger)
 	}
 	return nil
@@ -266,7 +267,7 @@ func printProduceResult(w io.Writer, r bench.ProduceResult) error {
 	fmt.Fprintf(w, "produce     %s MB/s   %.0f records/s   %d calls\n", megabytes(r.ProduceMBs), r.RecordsS, r.Calls)
 	fmt.Fprintf(w, "bucket put  %s MB/s   (%s objects, %d workers)\n", megabytes(r.BaselinePutMBs),
 		approxByteSize(float64(r.Baseline.ObjectSize)), r.Baseline.Concurrency)
-	fmt.Fprintf(w, "ratio       %.2f\n\n", r.ThroughputRatio)
+	fmt.Fprintf(w, "ratio       %.2f   (ack p50 / put-if-absent p50: %.2f)\n\n", r.ThroughputRatio, r.AckRatio)
 
 	fmt.Fprintf(w, "%-22s %10s %10s\n", "latency", "p50 ms", "p99 ms")
 	row := func(what string, p50, p99 float64) {

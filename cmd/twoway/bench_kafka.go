@@ -31,7 +31,7 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	recordSize := byteSize(bench.DefaultRecordSize)
 	fs.Var(&recordSize, "record-size", "`size` of each record's value")
 	duration := fs.Duration("duration", bench.DefaultDuration, "length of each phase")
-	linger := fs.Duration("linger", 0, "group-commit `interval` (default 5ms on a directory, 100ms on S3, as twoway serve)")
+	lingerOf := fs.lingerFlag("extra group-commit `wait` (default 0 on a directory, 100ms on S3, as twoway serve)")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of a table")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
@@ -39,10 +39,11 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	badFlag := func(err error) error {
 		return &usageError{err: fmt.Errorf("bench kafka: %w", err), usage: func() { fs.usage(e.stderr) }}
 	}
-	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, *linger); err != nil {
+	linger := lingerOf()
+	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, linger); err != nil {
 		return badFlag(err)
 	}
-	b, logOpts, err := openBenchBucket(ctx, *bucketURL, *linger)
+	b, logOpts, err := openBenchBucket(ctx, *bucketURL, linger)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func TestBenchProduceRuns(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("twoway %v exited %d: %s", args, r.code, r.stderr)
 	}
-	for _, w := range []string{"file://" + dir, "workload    2 partitions, 1KiB records, 64KiB per call, 4 producers, linger 5ms",
+	for _, w := range []string{"file://" + dir, "workload    2 partitions, 1KiB records, 64KiB per call, 4 producers, linger 0s",
 		"produce ", "MB/s", "ratio", "end to end", "PUTs/s"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("output does not mention %q:\n%s", w, r.stdout)
@@ -86,7 +86,7 @@ func TestBenchProduceRuns(t *testing.T) {
 			t.Errorf("JSON output lacks %q", f)
 		}
 	}
-	if fields["partitions"] != 2.0 || fields["producers"] != 4.0 || fields["linger_ms"] != 5.0 {
+	if fields["partitions"] != 2.0 || fields["producers"] != 4.0 || fields["linger_ms"] != 0.0 {
 		t.Errorf("JSON does not echo the flags: %s", r.stdout)
 	}
 }

@@ -21,6 +21,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/twoway/twoway/internal/agent"
 )
 
 // Exit codes.
@@ -140,6 +143,20 @@ type flagSet struct {
 	*flag.FlagSet
 	synopsis    string // e.g. "twoway serve [flags]"
 	description string
+}
+
+// lingerFlag defines --linger. Unset, the backend's default applies; set,
+// even to 0, it is what the user asked for (agent.NoLinger for 0).
+func (fs *flagSet) lingerFlag(usage string) func() time.Duration {
+	v := fs.Duration("linger", 0, usage)
+	return func() time.Duration {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "linger" })
+		if set && *v == 0 {
+			return agent.NoLinger
+		}
+		return *v
+	}
 }
 
 func newFlagSet(name, synopsis, description string) *flagSet {

@@ -38,7 +38,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	httpAddr := fs.String("http", defaultHTTP, "`address` to serve HTTP on, host:port (port 0 picks a free port)")
 	kafkaAddr := fs.String("kafka", defaultKafka, "`address` to serve the Kafka protocol on, host:port (empty: no Kafka listener)")
 	kafkaAdvertise := fs.String("kafka-advertise", "", "`host:port` Kafka clients are told to connect to (default: the --kafka address)")
-	linger := fs.Duration("linger", 0, "group-commit `interval`: how long produces gather before one commit (default 5ms on a directory, 100ms on S3)")
+	linger := fs.lingerFlag("extra group-commit `wait`: how long a produce waits for others to share its commit\n(default 0 on a directory: commit at once when no commit is in flight; 100ms on S3, where each PUT costs money)")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		HTTPAddr:       *httpAddr,
 		KafkaAddr:      *kafkaAddr,
 		KafkaAdvertise: *kafkaAdvertise,
-		Linger:         *linger,
+		Linger:         linger(),
 		Logger:         log,
 	})
 	if err != nil {

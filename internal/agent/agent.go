@@ -44,9 +44,10 @@ type Config struct {
 	// coordinates are kept after its newest commit (Kafka's
 	// offsets.retention.minutes). Default 7 days.
 	OffsetsRetention time.Duration
-	// Linger is the group-commit interval. Zero picks the backend's
-	// default: 5ms on a directory, 100ms on S3 (where a PUT costs money and
-	// takes tens of milliseconds anyway).
+	// Linger is an extra group-commit wait (see commitlog.Options.Linger).
+	// Zero picks the backend's default: none on a directory, 100ms on S3
+	// (where a PUT costs money and takes tens of milliseconds anyway);
+	// NoLinger asks for none on any backend.
 	Linger time.Duration
 	// Log overrides commit-log tuning (tests use short intervals). Linger
 	// above wins over Log.Linger when set.
@@ -101,7 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	opts := cfg.Log
 	opts.Logger = cfg.Logger
 	opts.NoJanitor = opts.NoJanitor || cfg.NoJanitor
-	if cfg.Linger > 0 {
+	if cfg.Linger != 0 {
 		opts.Linger = cfg.Linger
 	}
 	opts = TuneLog(loc.Kind, opts)
@@ -145,19 +146,24 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// NoLinger as a Linger asks for no extra group-commit wait on any backend
+// (zero means the backend's default).
+const NoLinger = time.Duration(-1)
+
 // TuneLog fills in the commit-log settings that depend on the backend, as
 // every agent (and benchmark) uses them: on S3, where a PUT costs money and
 // tens of milliseconds, a 100ms linger and a 20ms minimum tail poll; on a
-// directory the commit log's own defaults (5ms linger). Values already set
-// are kept.
+// directory the commit log's own defaults (no linger). Values already set
+// are kept; a Linger of NoLinger becomes 0.
 func TuneLog(kind bucketurl.Kind, o commitlog.Options) commitlog.Options {
-	if kind == bucketurl.S3 {
-		if o.Linger <= 0 {
-			o.Linger = 100 * time.Millisecond
-		}
-		if o.PollMin <= 0 {
-			o.PollMin = 20 * time.Millisecond
-		}
+	switch {
+	case o.Linger < 0:
+		o.Linger = 0
+	case o.Linger == 0 && kind == bucketurl.S3:
+		o.Linger = 100 * time.Millisecond
+	}
+	if kind == bucketurl.S3 && o.PollMin <= 0 {
+		o.PollMin = 20 * time.Millisecond
 	}
 	return o
 }

@@ -34,9 +34,8 @@ const (
 	// in flight, and the bucket idles while producers wait for it.
 	DefaultBatchSize = 64 << 10
 	DefaultProducers = 512
-	// DefaultLinger and DefaultChunkUploads are the commit log's own
-	// defaults, set explicitly so that a result can report them.
-	DefaultLinger       = 5 * time.Millisecond
+	// DefaultChunkUploads is the commit log's own default, set explicitly
+	// so that a result can report it.
 	DefaultChunkUploads = 4
 )
 
@@ -61,8 +60,8 @@ type ProduceOptions struct {
 	Producers int           // goroutines each making one produce call at a time
 	Duration  time.Duration // of the produce phase, and of each baseline phase
 	// Log tunes the commit log of both agents (poll intervals, chunk
-	// sizes...). Zero fields take the commit log's defaults, except Linger
-	// and ChunkUploads, which take DefaultLinger and DefaultChunkUploads.
+	// sizes...). Zero fields take the commit log's defaults (no linger),
+	// except ChunkUploads, which takes DefaultChunkUploads.
 	Log commitlog.Options
 }
 
@@ -79,9 +78,6 @@ func (o ProduceOptions) withDefaults() (ProduceOptions, error) {
 	def(&o.Log.ChunkUploads, DefaultChunkUploads)
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
-	}
-	if o.Log.Linger == 0 {
-		o.Log.Linger = DefaultLinger
 	}
 	switch {
 	case o.Partitions < 0 || o.Partitions > stream.MaxPartitions:
@@ -138,6 +134,9 @@ type ProduceResult struct {
 	E2EBatches      int     `json:"e2e_batches"`
 	PutsPerS        float64 `json:"puts_per_s"`       // the writing agent's Put/PutIfAbsent/PutIfMatch calls
 	ThroughputRatio float64 `json:"throughput_ratio"` // ProduceMBs / BaselinePutMBs
+	// AckRatio is ProduceP50Ms / BaselinePutIfAbsentP50Ms: what an
+	// acknowledgement costs over the one conditional write a commit needs.
+	AckRatio float64 `json:"ack_ratio"`
 
 	Calls          int     `json:"produce_calls"`
 	Records        int64   `json:"records"`
@@ -177,7 +176,8 @@ const benchTopic = "bench"
 //  2. Baseline: Bucket on b with objects of the size the log wrote (its
 //     average chunk, or its average commit when every batch was inlined) and
 //     as many workers as the log uploads chunks at once (ChunkUploads): the
-//     parallelism the log itself uses for data. ThroughputRatio compares the
+//     parallelism the log itself uses for data, or fewer when fewer
+//     producers than that have a call in flight. ThroughputRatio compares the
 //     two.
 //
 // The log's objects are deleted at the end, also when the benchmark fails
@@ -235,7 +235,7 @@ func Produce(ctx context.Context, b bucket.Bucket, opts ProduceOptions) (res Pro
 	}
 	base, err := Bucket(ctx, b, BucketOptions{
 		ObjectSize:  max(1, int(size+0.5)),
-		Concurrency: opts.Log.ChunkUploads,
+		Concurrency: min(opts.Log.ChunkUploads, opts.Producers),
 		Duration:    opts.Duration,
 	})
 	if base.PutCount == 0 { // nothing measured
@@ -246,6 +246,9 @@ func Produce(ctx context.Context, b bucket.Bucket, opts ProduceOptions) (res Pro
 	res.BaselinePutIfAbsentP50Ms = base.PutIfAbsentP50Ms
 	if base.PutMBs > 0 {
 		res.ThroughputRatio = res.ProduceMBs / base.PutMBs
+	}
+	if base.PutIfAbsentP50Ms > 0 {
+		res.AckRatio = res.ProduceP50Ms / base.PutIfAbsentP50Ms
 	}
 	return res, errors.Join(err, cleanupErr)
 }

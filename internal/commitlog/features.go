@@ -41,6 +41,8 @@ type Registration struct {
 	// Features lists every entry type ("type:104") and format
 	// ("checkpoint:2") this agent understands.
 	Features []string `json:"features"`
+	// Hint is the UDP address the agent takes commit hints on (hint.go).
+	Hint string `json:"hint,omitempty"`
 }
 
 func registrationKey(agent string) string { return AgentsPrefix + agent + ".json" }
@@ -157,6 +159,7 @@ func (l *Log) register(ctx context.Context) error {
 		StartedMs: l.started.UnixMilli(),
 		UpdatedMs: time.Now().UnixMilli(),
 		Features:  l.supported(),
+		Hint:      l.hintAddr(),
 	}
 	body, _ := json.Marshal(r)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -180,6 +183,7 @@ func (l *Log) registerLoop() {
 		if err := l.register(l.ctx); err != nil && l.ctx.Err() == nil {
 			l.log.Warn("agent registration failed; features wait until it succeeds", "err", err)
 		}
+		l.refreshPeers(l.ctx)
 	}
 }
 

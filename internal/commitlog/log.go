@@ -53,8 +53,10 @@ type Options struct {
 	// AgentID names this agent in leases, chunk names and its registration.
 	// Default: random.
 	AgentID string
-	// Linger is how long pending proposals gather before a commit.
-	// Default 5ms.
+	// Linger is an extra wait after the first pending proposal before it
+	// is sealed, so that more proposals share its commit: fewer PUTs,
+	// higher latency. Default 0: a proposal is committed at once when no
+	// commit is in flight, and proposals arriving during one share the next.
 	Linger time.Duration
 	// InlineMax is the most blob bytes a commit carries inline; larger
 	// batches go to a chunk. Default 64 KiB.
@@ -95,6 +97,11 @@ type Options struct {
 	// Tasks are maintenance tasks for the janitor, besides the core's own;
 	// more can be added with Log.AddTask.
 	Tasks []Task
+	// HintAddr is the UDP address this agent listens on for commit hints
+	// from other agents (see hint.go); it is advertised in the agent's
+	// registration. Default "127.0.0.1:0"; "off" disables hints, and
+	// readers then learn of other agents' commits by polling only.
+	HintAddr string
 	// StallThreshold is how long the bucket may be unreachable (every tail
 	// read failing) before Health reports the agent not ready. Default 10s.
 	StallThreshold time.Duration
@@ -110,7 +117,7 @@ func (o *Options) fill() {
 	if o.AgentID == "" {
 		o.AgentID = randomHex(8)
 	}
-	def(&o.Linger, 5*time.Millisecond)
+	o.Linger = max(o.Linger, 0)
 	if o.InlineMax <= 0 {
 		o.InlineMax = 64 << 10
 	}
@@ -134,6 +141,9 @@ func (o *Options) fill() {
 	}
 	def(&o.RegisterInterval, 10*time.Second)
 	def(&o.StallThreshold, 10*time.Second)
+	if o.HintAddr == "" {
+		o.HintAddr = "127.0.0.1:0"
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -155,6 +165,9 @@ type Stats struct {
 	TooLate         atomic.Int64 // proposals refused because their deadline passed
 	// CheckpointStallNs is the longest time a checkpoint paused applying.
 	CheckpointStallNs atomic.Int64
+	// HintsReceived counts commit hints from other agents that woke the
+	// tail (hint.go).
+	HintsReceived atomic.Int64
 }
 
 // ErrClosed is returned for proposals cut off by a closed log. Alone it
@@ -232,7 +245,16 @@ type Log struct {
 	pending   []*proposal
 	pendBytes int
 	pendWake  chan struct{}
-	sealed    chan *sealedBatch
+	// inflight counts sealed batches not yet committed; idle is signalled
+	// when it drops to zero (see sealLoop).
+	inflight atomic.Int64
+	idle     chan struct{}
+	// hints sends and receives commit hints (nil when off); hintWake
+	// wakes the tail loop.
+	hints    *hinter
+	hintWake chan struct{}
+
+	sealed chan *sealedBatch
 
 	fatalMu sync.Mutex
 	fatal   error
@@ -303,10 +325,15 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 		features: fs,
 		changed:  make(chan struct{}),
 		pendWake: make(chan struct{}, 1),
+		idle:     make(chan struct{}, 1),
+		hintWake: make(chan struct{}, 1),
 		sealed:   make(chan *sealedBatch, opts.ChunkUploads),
 		prefixes: append([]string{ChunkPrefix, SnapshotPrefix}, opts.CollectPrefixes...),
 	}
 	l.tasks = append(l.coreTasks(), opts.Tasks...)
+	if err := l.listenHints(); err != nil {
+		return nil, fmt.Errorf("commit hints on %s: %w (set HintAddr, or \"off\")", opts.HintAddr, err)
+	}
 	// Register before reading the log, so that a janitor deciding whether
 	// every live agent supports a feature counts this one from now on.
 	if err := l.register(ctx); err != nil {
@@ -329,6 +356,9 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 		}
 		if isFatal(err) || attempt >= 4 || ctx.Err() != nil {
 			l.deregister()
+			if l.hints != nil {
+				l.hints.conn.Close()
+			}
 			return nil, err
 		}
 		l.log.Warn("opening the log: retrying", "err", err)
@@ -340,6 +370,11 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 	go l.sealLoop()
 	go l.commitLoop()
 	go l.registerLoop()
+	if l.hints != nil {
+		l.refreshPeers(l.ctx)
+		l.wg.Add(1)
+		go l.hintLoop()
+	}
 	if !opts.NoJanitor {
 		l.wg.Add(1)
 		go l.janitor()
@@ -768,8 +803,18 @@ func (l *Log) tail() {
 				continue
 			}
 		}
-		if !l.sleep(wait) {
+		t := time.NewTimer(wait)
+		select {
+		case <-l.ctx.Done():
+			t.Stop()
 			return
+		case <-l.hintWake:
+			// Another agent committed: read now, and keep reading
+			// quickly while commits come.
+			t.Stop()
+			wait = l.opts.PollMin
+			continue
+		case <-t.C:
 		}
 		wait = min(wait*2, l.opts.PollMax)
 	}

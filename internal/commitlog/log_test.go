@@ -324,6 +324,7 @@ func TestStalledAgentReloadsAfterGap(t *testing.T) {
 	stalled := opts
 	stalled.NoJanitor = true
 	stalled.PollMin, stalled.PollMax = time.Hour, time.Hour // never tails on its own
+	stalled.HintAddr = "off"                                // nor wakes on hints
 	slow, slowRec := openLog(t, b, stalled)
 	acked := produce(t, active, "x", 2, 30)
 	deadline := time.Now().Add(10 * time.Second)

@@ -13,10 +13,16 @@ import (
 	"github.com/twoway/twoway/bucket"
 )
 
-// sealLoop gathers pending proposals for the linger interval (or until a
-// chunk's worth is pending), then seals them: small batches are kept for
-// inlining, larger ones start uploading as a chunk right away so uploads
-// overlap the sequencing of earlier commits.
+// sealLoop seals pending proposals into batches for commitLoop: small
+// batches are kept for inlining, larger ones start uploading as a chunk
+// right away so uploads overlap the sequencing of earlier commits.
+//
+// It is a leader/follower group commit. When nothing is in flight (no
+// sealed batch waiting for its commit), a proposal is sealed at once;
+// proposals that arrive while a commit is in flight gather and are sealed
+// together when it ends, or as soon as a chunk's worth is pending. Linger,
+// when set, adds a fixed wait after the first proposal, which trades
+// latency for fewer PUTs.
 func (l *Log) sealLoop() {
 	defer l.wg.Done()
 	defer close(l.sealed)
@@ -29,6 +35,11 @@ func (l *Log) sealLoop() {
 			l.failPending(errClosedNotCommitted)
 		}
 	}()
+	full := func() bool {
+		l.pendMu.Lock()
+		defer l.pendMu.Unlock()
+		return l.pendBytes >= l.opts.ChunkMax
+	}
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -37,12 +48,9 @@ func (l *Log) sealLoop() {
 		}
 		if l.opts.Linger > 0 {
 			deadline := time.Now().Add(l.opts.Linger)
-			for {
-				l.pendMu.Lock()
-				full := l.pendBytes >= l.opts.ChunkMax
-				l.pendMu.Unlock()
+			for !full() {
 				left := time.Until(deadline)
-				if full || left <= 0 {
+				if left <= 0 {
 					break
 				}
 				select {
@@ -52,6 +60,15 @@ func (l *Log) sealLoop() {
 				case <-time.After(left):
 				}
 			}
+		} else {
+			for l.inflight.Load() > 0 && !full() {
+				select {
+				case <-l.ctx.Done():
+					return
+				case <-l.idle:
+				case <-l.pendWake:
+				}
+			}
 		}
 		for {
 			props := l.takePending()
@@ -59,6 +76,7 @@ func (l *Log) sealLoop() {
 				break
 			}
 			sb := l.seal(props)
+			l.inflight.Add(1)
 			select {
 			case l.sealed <- sb:
 			case <-l.ctx.Done():
@@ -252,6 +270,12 @@ func (l *Log) commitLoop() {
 			}
 		}
 		l.commitBatch(batch)
+		if l.inflight.Add(-int64(len(batch))) == 0 {
+			select {
+			case l.idle <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -417,6 +441,7 @@ func (l *Log) sequence(props []*proposal, entries [][]Entry, inline []byte) {
 			if err := l.applyBytes(seq, body); err != nil {
 				l.setFatal(seq, err)
 			}
+			l.announce(seq)
 			continue // done() picks up the results
 		case bucket.IsPrecondition(err):
 			l.Stats.Conflicts.Add(1)

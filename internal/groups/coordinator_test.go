@@ -291,7 +291,7 @@ func TestCloseReleases(t *testing.T) {
 func TestDeposedCoordinatorIsFenced(t *testing.T) {
 	b := fileBucket(t)
 	// a does not tail the log and renews rarely, so it cannot notice.
-	a := startAgent(t, b, "127.0.0.1:1001", Config{LeaseDuration: time.Hour}, commitlog.Options{PollMin: time.Hour, PollMax: time.Hour})
+	a := startAgent(t, b, "127.0.0.1:1001", Config{LeaseDuration: time.Hour}, commitlog.Options{PollMin: time.Hour, PollMax: time.Hour, HintAddr: "off"})
 	c := startAgent(t, b, "127.0.0.1:1002", Config{LeaseDuration: time.Hour}, commitlog.Options{})
 	a.find(t, "g")
 	if code := commitOffset(t, a, "g", 10); code != 0 {

@@ -28,13 +28,22 @@ func fileBucket(t *testing.T) bucket.Bucket {
 	return b
 }
 
+// hintsFor turns commit hints off for a service meant to lag (polling an
+// hour apart), which hints would wake.
+func hintsFor(pollMin time.Duration) string {
+	if pollMin >= time.Hour {
+		return "off"
+	}
+	return ""
+}
+
 // openService opens a Service that polls the log for others' commits
 // every pollMin to pollMax.
 func openService(t *testing.T, b bucket.Bucket, pollMin, pollMax time.Duration) *stream.Service {
 	t.Helper()
 	svc, err := stream.Open(context.Background(), b, stream.Options{Log: commitlog.Options{
 		Linger: time.Millisecond, PollMin: pollMin, PollMax: pollMax,
-		NoJanitor: true, Logger: quietLogger(),
+		NoJanitor: true, Logger: quietLogger(), HintAddr: hintsFor(pollMin),
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -176,7 +176,7 @@ func TestLaggingAgentCatchesUp(t *testing.T) {
 func slowService(t *testing.T, b bucket.Bucket) *stream.Service {
 	s, err := stream.Open(context.Background(), b, stream.Options{Log: commitlog.Options{
 		Linger: time.Millisecond, PollMin: 30 * time.Second, PollMax: 30 * time.Second,
-		Logger: quietLogger(), NoJanitor: true,
+		Logger: quietLogger(), NoJanitor: true, HintAddr: "off", // nor from hints
 	}})
 	if err != nil {
 		t.Fatal(err)
