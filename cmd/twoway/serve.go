@@ -39,11 +39,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	kafkaAddr := fs.String("kafka", defaultKafka, "`address` to serve the Kafka protocol on, host:port (empty: no Kafka listener)")
 	kafkaAdvertise := fs.String("kafka-advertise", "", "`host:port` Kafka clients are told to connect to (default: the --kafka address)")
 	linger := fs.lingerFlag("extra group-commit `wait`: how long a produce waits for others to share its commit\n(default 0 on a directory: commit at once when no commit is in flight; 100ms on S3, where each PUT costs money)")
+	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	a, err := agent.Open(ctx, agent.Config{
+		HintAddr:       *hint,
 		Bucket:         *bucketURL,
 		HTTPAddr:       *httpAddr,
 		KafkaAddr:      *kafkaAddr,

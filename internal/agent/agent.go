@@ -49,6 +49,9 @@ type Config struct {
 	// (where a PUT costs money and takes tens of milliseconds anyway);
 	// NoLinger asks for none on any backend.
 	Linger time.Duration
+	// HintAddr is the UDP address for commit hints (commitlog.Options.
+	// HintAddr): default 127.0.0.1:0, "off" to poll only.
+	HintAddr string
 	// Log overrides commit-log tuning (tests use short intervals). Linger
 	// above wins over Log.Linger when set.
 	Log commitlog.Options
@@ -105,6 +108,9 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Linger != 0 {
 		opts.Linger = cfg.Linger
 	}
+	if cfg.HintAddr != "" {
+		opts.HintAddr = cfg.HintAddr
+	}
 	opts = TuneLog(loc.Kind, opts)
 	gm, err := groups.NewModule(groups.ModuleConfig{
 		Coordinate:       cfg.KafkaAddr != "",
@@ -153,14 +159,21 @@ const NoLinger = time.Duration(-1)
 // TuneLog fills in the commit-log settings that depend on the backend, as
 // every agent (and benchmark) uses them: on S3, where a PUT costs money and
 // tens of milliseconds, a 100ms linger and a 20ms minimum tail poll; on a
-// directory the commit log's own defaults (no linger). Values already set
-// are kept; a Linger of NoLinger becomes 0.
+// directory no linger and up to 1 MiB of data inlined in a commit. Values
+// already set are kept; a Linger of NoLinger becomes 0.
 func TuneLog(kind bucketurl.Kind, o commitlog.Options) commitlog.Options {
 	switch {
 	case o.Linger < 0:
 		o.Linger = 0
 	case o.Linger == 0 && kind == bucketurl.S3:
 		o.Linger = 100 * time.Millisecond
+	}
+	// On a directory a PUT costs a file create and two fsyncs whatever its
+	// size, and readers read locally: inlining up to 1 MiB in the commit
+	// saves the chunk's PUT that would come before it. On S3 every agent
+	// tailing the log GETs each commit whole, so commits stay small.
+	if kind != bucketurl.S3 && o.InlineMax <= 0 {
+		o.InlineMax = 1 << 20
 	}
 	if kind == bucketurl.S3 && o.PollMin <= 0 {
 		o.PollMin = 20 * time.Millisecond

@@ -110,8 +110,13 @@ func (l *Log) hintLoop() {
 				default:
 				}
 			}
-			if binary.BigEndian.Uint64(buf[len(hintMagic):n]) > l.Applied() {
+			if seq := binary.BigEndian.Uint64(buf[len(hintMagic):n]); seq > l.Applied() {
+				// Believed only as far as it makes the tail read ahead:
+				// a sequence number that does not exist reads as missing.
+				for cur := l.hinted.Load(); seq > cur && !l.hinted.CompareAndSwap(cur, seq); cur = l.hinted.Load() {
+				}
 				l.Stats.HintsReceived.Add(1)
+				l.lastHint.Store(time.Now().UnixNano())
 				select {
 				case l.hintWake <- struct{}{}:
 				default:
@@ -168,6 +173,13 @@ func (h *hinter) knows(a *net.UDPAddr) bool {
 		}
 	}
 	return false
+}
+
+// hintsFlowing reports whether hints arrived in the last second, so that
+// the tail may wait for them instead of probing for the next commit.
+func (l *Log) hintsFlowing() bool {
+	t := l.lastHint.Load()
+	return t != 0 && time.Since(time.Unix(0, t)) < time.Second
 }
 
 // refreshPeers reads the live agents' hint addresses from their

@@ -253,6 +253,9 @@ type Log struct {
 	// wakes the tail loop.
 	hints    *hinter
 	hintWake chan struct{}
+	hinted   atomic.Uint64 // the highest sequence number hinted
+	lastHint atomic.Int64  // when a hint last arrived (unix ns)
+	recent   recentCommits
 
 	sealed chan *sealedBatch
 
@@ -655,6 +658,7 @@ func (l *Log) applyBytes(seq uint64, data []byte) error {
 	err = l.applyLocked(c)
 	l.applyMu.Unlock()
 	if err == nil {
+		l.recent.add(seq, data)
 		l.notify()
 	}
 	return err
@@ -671,6 +675,35 @@ func (l *Log) fetchApply(ctx context.Context, seq uint64) (bool, error) {
 		return false, err
 	}
 	return true, l.applyBytes(seq, data)
+}
+
+// fetchAhead reads the commits next..last (at most 8) in parallel and
+// applies them in order, stopping at the first that is missing. It reports
+// whether it applied any.
+func (l *Log) fetchAhead(ctx context.Context, next, last uint64) (bool, error) {
+	n := int(min(last-next+1, 8))
+	bodies := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { bodies[i], _, errs[i] = bucket.ReadAll(ctx, l.b, LogKey(next+uint64(i))) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			if bucket.IsNotFound(errs[i]) {
+				// The hint was ahead of the bucket (or forged): read one
+				// at a time again until the next hint.
+				l.hinted.Store(0)
+				return i > 0, nil
+			}
+			return i > 0, errs[i]
+		}
+		if err := l.applyBytes(next+uint64(i), bodies[i]); err != nil {
+			return i > 0, err
+		}
+	}
+	return true, nil
 }
 
 // catchUpAll applies commits until the next one does not exist, confirming
@@ -760,7 +793,14 @@ func (l *Log) tail() {
 	for l.ctx.Err() == nil {
 		start := time.Now()
 		next := l.Applied() + 1
-		found, err := l.fetchApply(l.ctx, next)
+		var found bool
+		var err error
+		if h := l.hinted.Load(); h > next {
+			// Hints say several commits are there: read them at once.
+			found, err = l.fetchAhead(l.ctx, next, h)
+		} else {
+			found, err = l.fetchApply(l.ctx, next)
+		}
 		switch {
 		case err != nil:
 			if l.ctx.Err() != nil {
@@ -777,7 +817,11 @@ func (l *Log) tail() {
 			l.bucketErrSince.Store(0)
 			l.progressed.Store(time.Now().UnixNano())
 			wait = l.opts.PollMin
-			continue
+			if !l.hintsFlowing() || l.hinted.Load() > l.Applied() {
+				continue
+			}
+			// The writers hint every commit: the next read would most
+			// likely find nothing. Wait for the next hint (or PollMin).
 		case l.freshFor() > 0:
 			l.bucketErrSince.Store(0)
 			l.confirmTail(start)

@@ -519,6 +519,9 @@ func (s *Service) readBlob(ctx context.Context, ref commitlog.Ref) ([]byte, erro
 	if b, ok := s.cache.get(ref); ok {
 		return b, nil
 	}
+	if b, ok := s.log.RecentBlob(ref); ok && commitlog.VerifyBlob(ref, b) == nil {
+		return b, nil
+	}
 	b, err := s.log.Bucket().GetRange(ctx, ref.Key, ref.Off, ref.Len)
 	if err != nil {
 		return nil, err
