@@ -24,7 +24,13 @@ const formatSnapshot2 = "format:streams-snapshot:2"
 // snapMagic starts an encoding-2 snapshot; a JSON one starts with '{'.
 const snapMagic = "TWST\x02"
 
-func (s *state) Formats() []string { return []string{formatSnapshot2} }
+// formatEpochBump is the apply rule that accepts a batch of an idempotent
+// producer at a higher epoch than allotted when it starts at sequence 0
+// (the producer bumped its epoch itself). Every agent must apply produce
+// entries alike, so the rule is a feature the fleet enables.
+const formatEpochBump = "format:streams-producer-epoch-bump:1"
+
+func (s *state) Formats() []string { return []string{formatSnapshot2, formatEpochBump} }
 
 func (s *state) UseFeatures(enabled func(string) bool) { s.enabled = enabled }
 

@@ -369,7 +369,13 @@ func (s *state) checkSequence(p *partition, pe produceEntry) (*ProduceResult, er
 	if !ok {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownProducerID, pe.PID)
 	}
-	if pe.Epoch != epoch {
+	switch {
+	case pe.Epoch > epoch && pe.FirstSeq == 0 && s.enabled != nil && s.enabled(formatEpochBump):
+		// An idempotent producer may bump its own epoch to reset its
+		// sequence numbers after a failed batch (KIP-360), as Kafka
+		// accepts: the new epoch starts at sequence 0 and fences the old.
+		s.producers[pe.PID] = pe.Epoch
+	case pe.Epoch != epoch:
 		return nil, fmt.Errorf("%w: producer %d is at epoch %d, batch has %d", ErrInvalidProducerEpoch, pe.PID, epoch, pe.Epoch)
 	}
 	if p.Producers == nil {

@@ -281,3 +281,48 @@ func TestCompactSwapsOnlyAnExactRun(t *testing.T) {
 		t.Fatal("compaction of a truncated run applied")
 	}
 }
+
+// A producer that bumps its own epoch (KIP-360) restarts at sequence 0 and
+// fences its older epoch, once the fleet has enabled the rule; before,
+// the batch is refused as Kafka brokers before KIP-360 did.
+func TestIdempotentProducerBumpsItsOwnEpoch(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		s := newState()
+		s.UseFeatures(func(name string) bool { return enabled && name == formatEpochBump })
+		data, _ := json.Marshal(createEntry{TopicConfig: TopicConfig{Name: "t", Partitions: 1, RetentionMs: -1, RetentionBytes: -1}})
+		s.Apply(1, commitlog.Entry{Type: TypeCreateTopic, Data: data})
+		init, _ := json.Marshal(initProducerEntry{})
+		s.Apply(2, commitlog.Entry{Type: TypeInitProducer, Data: init})
+		seq := uint64(3)
+		produce := func(epoch int16, first, last int32) any {
+			pe, _ := json.Marshal(produceEntry{Topic: "t", Partition: 0, Count: int64(last-first) + 1, PID: 1, Epoch: epoch, FirstSeq: first, LastSeq: last})
+			seq++
+			return s.Apply(seq, commitlog.Entry{Type: TypeProduce, Data: pe, Ref: commitlog.Ref{Key: "k", Len: 1}})
+		}
+		if r := produce(0, 0, 4); r != (ProduceResult{Base: 0}) {
+			t.Fatalf("first batch: %v", r)
+		}
+		r := produce(1, 0, 2)
+		if !enabled {
+			if err, _ := r.(error); !errors.Is(err, ErrInvalidProducerEpoch) {
+				t.Fatalf("bumped epoch before the rule was enabled: %v", r)
+			}
+			continue
+		}
+		if r != (ProduceResult{Base: 5}) {
+			t.Fatalf("batch at a self-bumped epoch: %v", r)
+		}
+		if err, _ := produce(0, 5, 5).(error); !errors.Is(err, ErrInvalidProducerEpoch) {
+			t.Fatalf("the old epoch is not fenced: %v", err)
+		}
+		if err, _ := produce(2, 7, 7).(error); !errors.Is(err, ErrInvalidProducerEpoch) {
+			t.Fatalf("a higher epoch not starting at 0: %v", err)
+		}
+		if r := produce(1, 3, 3); r != (ProduceResult{Base: 8}) {
+			t.Fatalf("next batch of the new epoch: %v", r)
+		}
+		if s.producers[1] != 1 {
+			t.Fatalf("producer epoch %d, want 1", s.producers[1])
+		}
+	}
+}
