@@ -363,5 +363,6 @@ func registerLogMetrics(reg prometheus.Registerer, l *commitlog.Log) {
 		return 0
 	})
 	counter("too_late_total", "Proposals refused because their data or task deadline was too old to commit safely.", st.TooLate.Load)
+	counter("hints_received_total", "Commit hints from other agents that woke this agent's tail (UDP, --hint).", st.HintsReceived.Load)
 	counter("snapshots_reused_total", "Owner snapshots a checkpoint reused because the owner had not changed.", st.SnapshotsReused.Load)
 }
