@@ -53,6 +53,13 @@ func (l *Log) listenHints() error {
 	return nil
 }
 
+// closeHints closes the hint socket of a log that failed to open.
+func (l *Log) closeHints() {
+	if l.hints != nil {
+		l.hints.conn.Close()
+	}
+}
+
 // hintAddr is the address this agent advertises, "" without hints.
 func (l *Log) hintAddr() string {
 	if l.hints == nil {

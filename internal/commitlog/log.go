@@ -340,6 +340,7 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 	// Register before reading the log, so that a janitor deciding whether
 	// every live agent supports a feature counts this one from now on.
 	if err := l.register(ctx); err != nil {
+		l.closeHints()
 		return nil, fmt.Errorf("register agent %s: %w", opts.AgentID, err)
 	}
 	// Transient bucket errors are retried a few times; a corrupt or newer
@@ -359,9 +360,7 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 		}
 		if isFatal(err) || attempt >= 4 || ctx.Err() != nil {
 			l.deregister()
-			if l.hints != nil {
-				l.hints.conn.Close()
-			}
+			l.closeHints()
 			return nil, err
 		}
 		l.log.Warn("opening the log: retrying", "err", err)
