@@ -1,0 +1,286 @@
+// Package wasm runs functions: WebAssembly modules (core wasm, WASI
+// preview1) on wazero, pure Go. It owns compilation (cached on disk, once
+// per module version and agent), instance pools (an instance is reused,
+// never created per call), limits (memory, time) and the guest ABI's
+// calling convention; what a call means (HTTP, records, actor state) is
+// the caller's. The ABI is docs/FUNCTIONS.md's, version 1:
+//
+//   - the guest exports twoway_alloc(size i32) -> ptr i32, which returns
+//     size bytes of its memory for the host to write into, and
+//     twoway_handle(ptr i32, len i32) -> i64, which handles the input at
+//     ptr and returns the output's location, ptr << 32 | len (0 for none);
+//   - it may import twoway_v1.log(level i32, ptr i32, len i32).
+//
+// A module that traps, runs past its time or grows past its memory gets an
+// error naming what it did; its instance is discarded and the next call
+// gets a fresh one.
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Config configures a Runtime. Zero values take the defaults noted.
+type Config struct {
+	// CacheDir keeps compiled modules across restarts; empty compiles in
+	// memory only.
+	CacheDir string
+	// MemoryPages bounds a module's linear memory, in 64 KiB pages.
+	// Default 1024 (64 MiB).
+	MemoryPages uint32
+	// Timeout bounds one call. Default 5s.
+	Timeout time.Duration
+	// PoolSize is how many idle instances a module keeps. Default 8.
+	PoolSize int
+	Logger   *slog.Logger
+}
+
+// Runtime compiles and runs modules. It is safe for concurrent use.
+type Runtime struct {
+	cfg   Config
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+}
+
+// ABI names.
+const (
+	hostModule   = "twoway_v1"
+	exportAlloc  = "twoway_alloc"
+	exportHandle = "twoway_handle"
+)
+
+// Log levels a guest passes to twoway_v1.log.
+const (
+	LevelDebug = 0
+	LevelInfo  = 1
+	LevelWarn  = 2
+	LevelError = 3
+)
+
+// maxLogLine bounds one guest log line.
+const maxLogLine = 16 << 10
+
+// New makes a runtime.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if cfg.MemoryPages == 0 {
+		cfg.MemoryPages = 1024
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Runtime{cfg: cfg}
+	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages).WithCloseOnContextDone(true)
+	if cfg.CacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm compilation cache in %s: %w", cfg.CacheDir, err)
+		}
+		r.cache = cache
+		rc = rc.WithCompilationCache(cache)
+	}
+	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+		r.rt.Close(ctx)
+		return nil, err
+	}
+	_, err := r.rt.NewHostModuleBuilder(hostModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(r.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).Export("log").
+		Instantiate(ctx)
+	if err != nil {
+		r.rt.Close(ctx)
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close releases the runtime and every module loaded in it.
+func (r *Runtime) Close(ctx context.Context) error {
+	err := r.rt.Close(ctx)
+	if r.cache != nil {
+		err = errors.Join(err, r.cache.Close(ctx))
+	}
+	return err
+}
+
+type callKey struct{}
+
+// callInfo travels in the context of a call, for host functions.
+type callInfo struct {
+	module string
+}
+
+func (r *Runtime) hostLog(ctx context.Context, m api.Module, stack []uint64) {
+	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	n = min(n, maxLogLine)
+	msg, ok := m.Memory().Read(ptr, n)
+	if !ok {
+		msg = []byte("(log message outside the guest's memory)")
+	}
+	name := ""
+	if ci, ok := ctx.Value(callKey{}).(*callInfo); ok {
+		name = ci.module
+	}
+	lv := slog.LevelInfo
+	switch level {
+	case LevelDebug:
+		lv = slog.LevelDebug
+	case LevelWarn:
+		lv = slog.LevelWarn
+	case LevelError:
+		lv = slog.LevelError
+	}
+	r.cfg.Logger.Log(ctx, lv, string(msg), "function", name)
+}
+
+// Module is a compiled module and its pool of instances.
+type Module struct {
+	r        *Runtime
+	name     string
+	version  string
+	compiled wazero.CompiledModule
+	pool     chan api.Module
+	Stats    Stats
+}
+
+// Load compiles wasm (or takes it from the cache) as module name. The
+// version is the SHA-256 of the bytes.
+func (r *Runtime) Load(ctx context.Context, name string, wasm []byte) (*Module, error) {
+	sum := sha256.Sum256(wasm)
+	compiled, err := r.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: not a valid WebAssembly module: %w", name, err)
+	}
+	for _, imp := range compiled.ImportedFunctions() {
+		mod, fn, _ := imp.Import()
+		if mod != hostModule && mod != wasi_snapshot_preview1.ModuleName {
+			compiled.Close(ctx)
+			return nil, fmt.Errorf("function %s: imports %s.%s, which twoway does not provide (imports are %s.* and %s.*)", name, mod, fn, hostModule, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	exports := compiled.ExportedFunctions()
+	for _, want := range []string{exportAlloc, exportHandle} {
+		if _, ok := exports[want]; !ok {
+			compiled.Close(ctx)
+			return nil, fmt.Errorf("function %s: the module does not export %s (see docs/FUNCTIONS.md)", name, want)
+		}
+	}
+	return &Module{r: r, name: name, version: hex.EncodeToString(sum[:]), compiled: compiled, pool: make(chan api.Module, r.cfg.PoolSize)}, nil
+}
+
+// Version is the SHA-256 of the module's bytes, in hex.
+func (m *Module) Version() string { return m.version }
+
+// Close closes the pooled instances and the compiled module.
+func (m *Module) Close(ctx context.Context) error {
+	for {
+		select {
+		case inst := <-m.pool:
+			inst.Close(ctx)
+		default:
+			return m.compiled.Close(ctx)
+		}
+	}
+}
+
+func (m *Module) instantiate(ctx context.Context) (api.Module, error) {
+	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
+		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader)
+	inst, err := m.r.rt.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: starting an instance: %w", m.name, err)
+	}
+	m.Stats.Instantiated.Add(1)
+	return inst, nil
+}
+
+// Stats counts what a module did, for tests and metrics.
+type Stats struct {
+	Instantiated, Calls, Discarded atomic.Int64
+}
+
+// Call runs twoway_handle with input and returns its output. Instances
+// come from the pool; one that failed is discarded.
+func (m *Module) Call(ctx context.Context, input []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.r.cfg.Timeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, callKey{}, &callInfo{module: m.name})
+	var inst api.Module
+	select {
+	case inst = <-m.pool:
+	default:
+		var err error
+		if inst, err = m.instantiate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	m.Stats.Calls.Add(1)
+	out, err := m.call(ctx, inst, input)
+	if err != nil {
+		// A failed instance may be in any state: never reuse it.
+		m.Stats.Discarded.Add(1)
+		inst.Close(context.Background())
+		return nil, err
+	}
+	select {
+	case m.pool <- inst:
+	default:
+		inst.Close(ctx)
+	}
+	return out, nil
+}
+
+func (m *Module) call(ctx context.Context, inst api.Module, input []byte) ([]byte, error) {
+	res, err := inst.ExportedFunction(exportAlloc).Call(ctx, uint64(len(input)))
+	if err != nil {
+		return nil, m.callError(ctx, exportAlloc, err)
+	}
+	ptr := uint32(res[0])
+	if !inst.Memory().Write(ptr, input) {
+		return nil, fmt.Errorf("function %s: %s(%d) returned %d, outside its memory", m.name, exportAlloc, len(input), ptr)
+	}
+	res, err = inst.ExportedFunction(exportHandle).Call(ctx, uint64(ptr), uint64(len(input)))
+	if err != nil {
+		return nil, m.callError(ctx, exportHandle, err)
+	}
+	if res[0] == 0 {
+		return nil, nil
+	}
+	optr, olen := uint32(res[0]>>32), uint32(res[0])
+	out, ok := inst.Memory().Read(optr, olen)
+	if !ok {
+		return nil, fmt.Errorf("function %s: %s returned %d bytes at %d, outside its memory", m.name, exportHandle, olen, optr)
+	}
+	return append([]byte(nil), out...), nil
+}
+
+// callError says what a failed call did.
+func (m *Module) callError(ctx context.Context, fn string, err error) error {
+	var exit *sys.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("function %s: %s ran past its time limit of %v", m.name, fn, m.r.cfg.Timeout)
+	case errors.As(err, &exit):
+		return fmt.Errorf("function %s: %s exited with code %d", m.name, fn, exit.ExitCode())
+	default:
+		return fmt.Errorf("function %s: %s failed: %w", m.name, fn, err)
+	}
+}
