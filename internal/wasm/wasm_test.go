@@ -21,7 +21,7 @@ var (
 )
 
 // guest builds testdata/guest with the real Go toolchain (GOOS=wasip1).
-func guest(t *testing.T) []byte {
+func guest(t testing.TB) []byte {
 	t.Helper()
 	guestOnce.Do(func() {
 		out := filepath.Join(os.TempDir(), "twoway-wasm-test-guest.wasm")
