@@ -75,11 +75,12 @@ type Bucket struct {
 	tmp   string // root/.twoway/tmp
 	locks string // root/.twoway/locks
 
-	// spare holds one temp file created ahead of need: creating a file
-	// costs as much as the fsync on some disks, and a commit should not
-	// wait for it. It is flocked like any temp file in use; a crash leaves
-	// it to the next Open's cleanup.
-	spare     chan *tempFile
+	// spare holds one temp file created ahead of need, unnamed (O_TMPFILE,
+	// on Linux): creating a file costs as much as an fsync on some disks,
+	// and a commit should not wait for it. A write names it (a link, tens
+	// of microseconds) and goes on as with any temp file. Having no name,
+	// it is invisible in the directory and vanishes with the process.
+	spare     chan *os.File
 	refilling atomic.Bool
 }
 
@@ -98,7 +99,7 @@ func Open(root string) (*Bucket, error) {
 		url:   "file://" + filepath.ToSlash(abs),
 		tmp:   filepath.Join(abs, internalDir, "tmp"),
 		locks: filepath.Join(abs, internalDir, "locks"),
-		spare: make(chan *tempFile, 1),
+		spare: make(chan *os.File, 1),
 	}
 	switch fi, err := os.Stat(abs); {
 	case err == nil && !fi.IsDir():
@@ -661,33 +662,37 @@ func (b *Bucket) createTemp() (*tempFile, error) {
 	}
 }
 
-// takeTemp returns the spare temp file, or a new one, and has the spare
-// replaced in the background.
+// takeTemp returns the spare temp file, named, or a new one, and has the
+// spare replaced in the background.
 func (b *Bucket) takeTemp() (*tempFile, error) {
 	defer b.refill()
 	select {
-	case t := <-b.spare:
-		return t, nil
+	case f := <-b.spare:
+		name := filepath.Join(b.tmp, rand.Text())
+		if err := nameTemp(f, name); err == nil {
+			return &tempFile{f: f, name: name}, nil
+		}
+		f.Close() // the directory went away, or /proc is missing
 	default:
-		return b.createTemp()
 	}
+	return b.createTemp()
 }
 
-// refill creates a spare temp file unless one exists or is being made.
+// refill makes a spare unless one exists or is being made.
 func (b *Bucket) refill() {
 	if len(b.spare) > 0 || !b.refilling.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
 		defer b.refilling.Store(false)
-		t, err := b.createTemp()
+		f, err := unnamedTemp(b.tmp)
 		if err != nil {
-			return // the next write creates its own and reports the error
+			return // no O_TMPFILE here: writes create their own
 		}
 		select {
-		case b.spare <- t:
+		case b.spare <- f:
 		default:
-			t.discard()
+			f.Close()
 		}
 	}()
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twoway/twoway/bucket"
 )
@@ -187,7 +186,7 @@ func TestKeyCollisions(t *testing.T) {
 	if keys, err := bucket.Keys(ctx, b, "", ""); err != nil || !slices.Equal(keys, []string{"dir/x", "file"}) {
 		t.Errorf("List = %q, %v", keys, err)
 	}
-	if names := leftTemps(t, b); len(names) != 0 {
+	if names := dirEntries(t, b.tmp); len(names) != 0 {
 		t.Errorf("failed writes left temp files %q", names)
 	}
 }
@@ -206,7 +205,7 @@ func TestBodyLongerThanSize(t *testing.T) {
 	if _, err := b.Put(t.Context(), "k", strings.NewReader(""), -1); err == nil {
 		t.Error("Put with a negative size succeeded")
 	}
-	if names := leftTemps(t, b); len(names) != 0 {
+	if names := dirEntries(t, b.tmp); len(names) != 0 {
 		t.Errorf("failed writes left temp files %q", names)
 	}
 }
@@ -227,7 +226,7 @@ func TestNothingLeftBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, b, "top", "t")
-	if names := leftTemps(t, b); len(names) != 0 {
+	if names := dirEntries(t, b.tmp); len(names) != 0 {
 		t.Errorf("temp files left: %q", names)
 	}
 	if names := dirEntries(t, b.locks); len(names) != 0 {
@@ -271,7 +270,7 @@ func TestOpenRemovesStaleTemps(t *testing.T) {
 	if _, err := Open(b.root); err != nil {
 		t.Fatal(err)
 	}
-	if names := leftTemps(t, b); !slices.Equal(names, []string{filepath.Base(live.name)}) {
+	if names := dirEntries(t, b.tmp); !slices.Equal(names, []string{filepath.Base(live.name)}) {
 		t.Errorf("after Open the temp directory holds %q, want only the live %q", names, filepath.Base(live.name))
 	}
 }
@@ -421,27 +420,4 @@ func TestKeysCannotEscape(t *testing.T) {
 	if names := dirEntries(t, parent); !slices.Equal(names, []string{"root"}) {
 		t.Errorf("the root's parent holds %q", names)
 	}
-}
-
-// leftTemps lists the temp files besides the spare one the bucket keeps
-// ready (see Bucket.spare), once any refill has finished.
-func leftTemps(t *testing.T, b *Bucket) []string {
-	t.Helper()
-	for b.refilling.Load() {
-		time.Sleep(time.Millisecond)
-	}
-	spare := ""
-	select {
-	case sp := <-b.spare:
-		spare = filepath.Base(sp.name)
-		b.spare <- sp
-	default:
-	}
-	var out []string
-	for _, n := range dirEntries(t, b.tmp) {
-		if n != spare {
-			out = append(out, n)
-		}
-	}
-	return out
 }

@@ -374,3 +374,11 @@ func TestServeStopsOnCorruptCommit(t *testing.T) {
 		t.Errorf("serve's output does not name %q:\n%s", want, a.Logs())
 	}
 }
+
+// A --hint address that cannot be used stops serve at once, saying which.
+func TestServeBadHintAddress(t *testing.T) {
+	r := twoway(t, "serve", "--http", "127.0.0.1:0", "--kafka", "", "--bucket", t.TempDir(), "--hint", "nonsense")
+	if r.code == 0 || !strings.Contains(r.stderr, "commit hints on nonsense") || !strings.Contains(r.stderr, `"off"`) {
+		t.Fatalf("exit %d, stderr %q: want a failure naming the hint address", r.code, r.stderr)
+	}
+}

@@ -335,7 +335,7 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 	}
 	l.tasks = append(l.coreTasks(), opts.Tasks...)
 	if err := l.listenHints(); err != nil {
-		return nil, fmt.Errorf("commit hints on %s: %w (set HintAddr, or \"off\")", opts.HintAddr, err)
+		return nil, fmt.Errorf("commit hints on %s: %w (give another hint address, or \"off\" to poll only)", opts.HintAddr, err)
 	}
 	// Register before reading the log, so that a janitor deciding whether
 	// every live agent supports a feature counts this one from now on.
