@@ -58,10 +58,21 @@ type features struct {
 }
 
 func (f *features) Name() string    { return "features" }
-func (f *features) Types() []uint16 { return []uint16{TypeFeatures} }
+func (f *features) Types() []uint16 { return []uint16{TypeFeatures, TypeAll} }
+
+// GatedTypes: TypeAll came after the first release.
+func (f *features) GatedTypes() []uint16 { return []uint16{TypeAll} }
 func (f *features) Reset()          { f.on = map[string]bool{} }
 
 func (f *features) Apply(_ uint64, e Entry) any {
+	if e.Type == TypeAll {
+		// The grouping itself is the log's (applyLocked); the entry
+		// changes no state.
+		if _, err := allCount(e); err != nil {
+			return err
+		}
+		return nil
+	}
 	var fe featuresEntry
 	if err := json.Unmarshal(e.Data, &fe); err != nil {
 		return fmt.Errorf("malformed features entry: %v", err)
@@ -271,3 +282,22 @@ func (l *Log) enableFeatures(ctx context.Context, _ *Log) error {
 	l.log.Info("features enabled: every live agent supports them", "features", enable)
 	return nil
 }
+
+// WaitEnabled waits until feature name is enabled (the janitor enables a
+// gated feature once every live agent supports it), or ctx ends.
+func (l *Log) WaitEnabled(ctx context.Context, name string) error {
+	for {
+		ch := l.Changed()
+		if l.Enabled(name) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for feature %s: %w", name, ctx.Err())
+		}
+	}
+}
+
+// AllFeature is the feature that enables all-or-none groups (All).
+var AllFeature = typeFeature(TypeAll)

@@ -617,16 +617,46 @@ func (l *Log) applyLocked(c *Commit) error {
 		}
 	}
 	results := make([]any, len(c.Entries))
+	// An all-or-none group (all.go): guard is the index of its guard,
+	// skipTo the end of a group being skipped, skipErr why.
+	guard, groupEnd, skipTo := -1, 0, 0
+	var skipErr error
 	for i := 0; i < len(c.Entries); {
 		s := l.mux.byType[c.Entries[i].Type]
 		s.mu.Lock()
 		for ; i < len(c.Entries) && l.mux.byType[c.Entries[i].Type] == s; i++ {
 			e := c.Entries[i]
+			if i < skipTo {
+				results[i] = &SkippedError{Guard: skipErr}
+				continue
+			}
 			if l.mux.gated[e.Type] && !l.features.on[typeFeature(e.Type)] {
 				results[i] = fmt.Errorf("entry type %d: %w", e.Type, ErrNotEnabled)
+				if e.Type == TypeAll {
+					// Never apply a group's entries piecemeal.
+					n, _ := allCount(e)
+					skipTo, skipErr = min(i+1+n, len(c.Entries)), ErrNotEnabled
+				}
 				continue
 			}
 			results[i] = s.o.Apply(c.Seq, e)
+			if e.Type == TypeAll {
+				if err, _ := results[i].(error); err != nil {
+					// A malformed group header: skip nothing after it,
+					// since its extent is unknown; proposers never write
+					// one (All builds them).
+					continue
+				}
+				n, _ := allCount(e)
+				guard, groupEnd = i+1, min(i+1+n, len(c.Entries))
+				continue
+			}
+			if i == guard {
+				if err, _ := results[i].(error); err != nil {
+					skipTo, skipErr = groupEnd, err
+				}
+				guard = -1
+			}
 		}
 		s.touched = c.Seq
 		s.mu.Unlock()

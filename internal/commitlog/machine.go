@@ -211,6 +211,8 @@ const (
 	TypeFeatures uint16 = 2
 	// TypeLeaseRemove forgets a released lease (gated).
 	TypeLeaseRemove uint16 = 3
+	// TypeAll makes the entries after it all-or-none (gated); see All.
+	TypeAll uint16 = 4
 )
 
 // leaseOp is the payload of a TypeLease entry.

@@ -28,7 +28,7 @@ func BenchmarkIndex(b *testing.B) {
 				chunk := i / 8192
 				r := commitlog.Ref{Key: fmt.Sprintf("chunks/%020d-9418bef3547fd81d-%d", 1795598348613+int64(chunk)*40, chunk), Off: int64(i%8192)*1024 + 16, Len: 1024, CRC: uint32(i * 2654435761)}
 				k := fmt.Sprintf("actor/%016x", uint64(i)*0x9E3779B97F4A7C15)
-				x.Set(k, r)
+				x.Set(k, r, 1)
 				plain[k] = r
 			}
 			start := time.Now()

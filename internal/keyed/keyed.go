@@ -42,8 +42,16 @@ type Index struct {
 	n      int
 }
 
+// Value is what the index keeps of a key: where its value is, and the
+// version the owner gave it (the sequence number of the commit that wrote
+// it, say), for optimistic concurrency.
+type Value struct {
+	commitlog.Ref
+	Ver uint64
+}
+
 type shard struct {
-	m map[string]commitlog.Ref
+	m map[string]Value
 	// frozen: a capture holds this shard; the index copies it before
 	// writing.
 	frozen bool
@@ -53,7 +61,7 @@ type shard struct {
 func New() *Index {
 	x := &Index{}
 	for i := range x.shards {
-		x.shards[i] = &shard{m: map[string]commitlog.Ref{}}
+		x.shards[i] = &shard{m: map[string]Value{}}
 	}
 	return x
 }
@@ -73,13 +81,13 @@ func (x *Index) writable(i int) *shard {
 	return s
 }
 
-// Set records key's value.
-func (x *Index) Set(key string, ref commitlog.Ref) {
+// Set records key's value at ref, with version ver.
+func (x *Index) Set(key string, ref commitlog.Ref, ver uint64) {
 	s := x.writable(shardOf(key))
 	if _, ok := s.m[key]; !ok {
 		x.n++
 	}
-	s.m[key] = ref
+	s.m[key] = Value{Ref: ref, Ver: ver}
 }
 
 // Delete forgets key.
@@ -92,8 +100,8 @@ func (x *Index) Delete(key string) {
 	x.n--
 }
 
-// Get returns key's ref.
-func (x *Index) Get(key string) (commitlog.Ref, bool) {
+// Get returns key's value.
+func (x *Index) Get(key string) (Value, bool) {
 	r, ok := x.shards[shardOf(key)].m[key]
 	return r, ok
 }
@@ -102,7 +110,7 @@ func (x *Index) Get(key string) (commitlog.Ref, bool) {
 func (x *Index) Len() int { return x.n }
 
 // Range calls fn for every key, in no order.
-func (x *Index) Range(fn func(key string, ref commitlog.Ref)) {
+func (x *Index) Range(fn func(key string, v Value)) {
 	for _, s := range x.shards {
 		for k, r := range s.m {
 			fn(k, r)
@@ -112,7 +120,7 @@ func (x *Index) Range(fn func(key string, ref commitlog.Ref)) {
 
 // LiveObjects calls fn with the bucket key of every value.
 func (x *Index) LiveObjects(fn func(string)) {
-	x.Range(func(_ string, r commitlog.Ref) { fn(r.Key) })
+	x.Range(func(_ string, v Value) { fn(v.Key) })
 }
 
 // Frozen is a captured index: it never changes.
@@ -132,16 +140,20 @@ func (x *Index) Capture() *Frozen {
 }
 
 // magic starts an encoded index.
-const magic = "TWKV\x01"
+const magic = "TWKV\x02"
+
+// magicV1 is the first encoding, without versions (read as version 0).
+const magicV1 = "TWKV\x01"
 
 // Encode writes the captured index deterministically:
 //
-//	"TWKV" 0x01, uvarint keys
+//	"TWKV" 0x02, uvarint keys
 //	uvarint objects; objects × key: the values' bucket keys, in order of
 //	  first use, each front-coded against the one before
 //	256 × shard: uvarint n, then n entries in key order:
 //	  key: front-coded against the previous entry's key
-//	  uvarint object index, uvarint off, uvarint len, u32 crc (little endian)
+//	  uvarint object index, uvarint off, uvarint len, u32 crc (little
+//	  endian), uvarint version (absent in encoding 0x01)
 //
 // A front-coded key is uvarint bytes shared with the previous one, then
 // uvarint length and bytes of the rest. Values share few objects (a chunk
@@ -149,7 +161,7 @@ const magic = "TWKV\x01"
 func (f *Frozen) Encode() []byte {
 	type entry struct {
 		key string
-		ref commitlog.Ref
+		ref Value
 		obj uint64
 	}
 	objects := map[string]uint64{}
@@ -196,6 +208,7 @@ func (f *Frozen) Encode() []byte {
 			b = binary.AppendUvarint(b, uint64(e.ref.Off))
 			b = binary.AppendUvarint(b, uint64(e.ref.Len))
 			b = binary.LittleEndian.AppendUint32(b, e.ref.CRC)
+			b = binary.AppendUvarint(b, e.ref.Ver)
 			prevKey = e.key
 		}
 	}
@@ -216,7 +229,8 @@ var errCorrupt = errors.New("keyed index: truncated or corrupt")
 
 // Restore replaces the index with an encoded one.
 func (x *Index) Restore(b []byte) error {
-	if len(b) < len(magic) || string(b[:len(magic)]) != magic {
+	v1 := len(b) >= len(magicV1) && string(b[:len(magicV1)]) == magicV1
+	if !v1 && (len(b) < len(magic) || string(b[:len(magic)]) != magic) {
 		return fmt.Errorf("keyed index: unknown encoding (first bytes %q)", b[:min(len(b), 5)])
 	}
 	d := decoder{b: b[len(magic):]}
@@ -233,7 +247,7 @@ func (x *Index) Restore(b []byte) error {
 	for i := range nx.shards {
 		n := d.count(7)
 		seen += n
-		m := make(map[string]commitlog.Ref, n)
+		m := make(map[string]Value, n)
 		for range n {
 			k := d.front(prevKey)
 			oi := d.uvarint()
@@ -243,7 +257,10 @@ func (x *Index) Restore(b []byte) error {
 			if d.err != nil {
 				return d.err
 			}
-			r := commitlog.Ref{Key: objects[oi], Off: int64(d.uvarint()), Len: int64(d.uvarint()), CRC: d.u32()}
+			r := Value{Ref: commitlog.Ref{Key: objects[oi], Off: int64(d.uvarint()), Len: int64(d.uvarint()), CRC: d.u32()}}
+			if !v1 {
+				r.Ver = d.uvarint()
+			}
 			if d.err != nil {
 				return d.err
 			}

@@ -23,7 +23,7 @@ func ref(i int) commitlog.Ref {
 func TestCaptureIsCopyOnWrite(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	x := New()
-	model := map[string]commitlog.Ref{}
+	model := map[string]Value{}
 	for round := range 20 {
 		for range 500 {
 			k := fmt.Sprintf("actor/%d", rng.IntN(2000))
@@ -31,8 +31,8 @@ func TestCaptureIsCopyOnWrite(t *testing.T) {
 				x.Delete(k)
 				delete(model, k)
 			} else {
-				r := ref(rng.IntN(1 << 20))
-				x.Set(k, r)
+				r := Value{Ref: ref(rng.IntN(1 << 20)), Ver: rng.Uint64N(1 << 40)}
+				x.Set(k, r.Ref, r.Ver)
 				model[k] = r
 			}
 		}
@@ -40,7 +40,7 @@ func TestCaptureIsCopyOnWrite(t *testing.T) {
 		want := fromMap(model).Capture().Encode()
 		// Writes after the capture, some to every shard.
 		for i := range 3000 {
-			x.Set(fmt.Sprintf("later/%d/%d", round, i), ref(i))
+			x.Set(fmt.Sprintf("later/%d/%d", round, i), ref(i), uint64(i))
 			x.Delete(fmt.Sprintf("actor/%d", rng.IntN(2000)))
 		}
 		got := f.Encode()
@@ -64,10 +64,10 @@ func TestCaptureIsCopyOnWrite(t *testing.T) {
 	}
 }
 
-func fromMap(m map[string]commitlog.Ref) *Index {
+func fromMap(m map[string]Value) *Index {
 	x := New()
 	for k, v := range m {
-		x.Set(k, v)
+		x.Set(k, v.Ref, v.Ver)
 	}
 	return x
 }
@@ -75,7 +75,7 @@ func fromMap(m map[string]commitlog.Ref) *Index {
 func FuzzRestore(f *testing.F) {
 	x := New()
 	for i := range 300 {
-		x.Set(fmt.Sprintf("k%d", i), ref(i))
+		x.Set(fmt.Sprintf("k%d", i), ref(i), uint64(i))
 	}
 	f.Add(x.Capture().Encode())
 	f.Add(New().Capture().Encode())
@@ -109,13 +109,13 @@ func (o *kv) Snapshot() func() ([]byte, error) {
 	f := o.idx.Capture()
 	return func() ([]byte, error) { return f.Encode(), nil }
 }
-func (o *kv) Apply(_ uint64, e commitlog.Entry) any {
+func (o *kv) Apply(seq uint64, e commitlog.Entry) any {
 	switch e.Type {
 	case typeSet:
 		if e.Ref.IsZero() {
 			return fmt.Errorf("set %q without a value", e.Data)
 		}
-		o.idx.Set(string(e.Data), e.Ref)
+		o.idx.Set(string(e.Data), e.Ref, seq)
 	case typeDel:
 		o.idx.Delete(string(e.Data))
 	}
@@ -170,17 +170,17 @@ func TestValuesThroughTheLog(t *testing.T) {
 			t.Fatalf("%d keys, want %d", n, len(want))
 		}
 		for k, v := range want {
-			var ref commitlog.Ref
+			var ref Value
 			var ok bool
 			l.View(o, func() { ref, ok = o.idx.Get(k) })
 			if !ok {
 				t.Fatalf("%s missing", k)
 			}
-			got, err := r.Read(ctx, ref)
+			got, err := r.Read(ctx, ref.Ref)
 			if err != nil || !bytes.Equal(got, v) {
 				t.Fatalf("%s: %d bytes, %v; want %d bytes", k, len(got), err, len(v))
 			}
-			if again, _ := r.Read(ctx, ref); !bytes.Equal(again, v) {
+			if again, _ := r.Read(ctx, ref.Ref); !bytes.Equal(again, v) {
 				t.Fatalf("%s from the cache differs", k)
 			}
 		}

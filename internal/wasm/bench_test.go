@@ -42,7 +42,7 @@ func BenchmarkInstantiate(b *testing.B) {
 	_, cached := loadGuest(b, dir)
 	b.ResetTimer()
 	for range b.N {
-		inst, err := m.instantiate(ctx)
+		inst, err := m.instantiate(ctx, &callInfo{r: m.r, module: m.name})
 		if err != nil {
 			b.Fatal(err)
 		}

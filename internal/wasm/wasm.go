@@ -17,6 +17,7 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -102,10 +103,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		r.rt.Close(ctx)
 		return nil, err
 	}
-	_, err := r.rt.NewHostModuleBuilder(hostModule).
-		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(r.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).Export("log").
-		Instantiate(ctx)
-	if err != nil {
+	if err := r.instantiateHost(ctx, r.rt); err != nil {
 		r.rt.Close(ctx)
 		return nil, err
 	}
@@ -125,19 +123,17 @@ type callKey struct{}
 
 // callInfo travels in the context of a call, for host functions.
 type callInfo struct {
+	r      *Runtime
 	module string
+	h      Host
+	// result is the pending result of the last import that made one.
+	result []byte
 }
 
-func (r *Runtime) hostLog(ctx context.Context, m api.Module, stack []uint64) {
-	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	n = min(n, maxLogLine)
-	msg, ok := m.Memory().Read(ptr, n)
-	if !ok {
-		msg = []byte("(log message outside the guest's memory)")
-	}
-	name := ""
-	if ci, ok := ctx.Value(callKey{}).(*callInfo); ok {
-		name = ci.module
+func (c *callInfo) log(level int32, msg string) {
+	if c.h != nil {
+		c.h.Log(level, msg)
+		return
 	}
 	lv := slog.LevelInfo
 	switch level {
@@ -148,7 +144,42 @@ func (r *Runtime) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	case LevelError:
 		lv = slog.LevelError
 	}
-	r.cfg.Logger.Log(ctx, lv, string(msg), "function", name)
+	c.r.cfg.Logger.Log(context.Background(), lv, msg, "function", c.module)
+}
+
+func (c *callInfo) now() int64 { return time.Now().UnixMilli() }
+
+// instance is a running module; cur is the call it runs, for its
+// standard output and error, which become log lines of that call.
+type instance struct {
+	api.Module
+	cur atomic.Pointer[callInfo]
+}
+
+// lineWriter turns an instance's stdout or stderr into log lines.
+type lineWriter struct {
+	in    *instance
+	level int32
+	buf   []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			if len(w.buf) > maxLogLine {
+				i = maxLogLine
+			} else {
+				return len(p), nil
+			}
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[min(i+1, len(w.buf)):]
+		if c := w.in.cur.Load(); c != nil {
+			c.log(w.level, line)
+		}
+	}
 }
 
 // Module is a compiled module and its pool of instances.
@@ -157,24 +188,53 @@ type Module struct {
 	name     string
 	version  string
 	compiled wazero.CompiledModule
-	pool     chan api.Module
+	timeout  time.Duration
+	pool     chan *instance
+	imports  []string
 	Stats    Stats
+}
+
+// LoadOptions are per-module settings.
+type LoadOptions struct {
+	// Timeout bounds one call; 0 takes the runtime's.
+	Timeout time.Duration
 }
 
 // Load compiles wasm (or takes it from the cache) as module name. The
 // version is the SHA-256 of the bytes.
 func (r *Runtime) Load(ctx context.Context, name string, wasm []byte) (*Module, error) {
+	return r.LoadWith(ctx, name, wasm, LoadOptions{})
+}
+
+// LoadWith is Load with per-module options.
+func (r *Runtime) LoadWith(ctx context.Context, name string, wasm []byte, opts LoadOptions) (*Module, error) {
 	sum := sha256.Sum256(wasm)
 	compiled, err := r.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: not a valid WebAssembly module: %w", name, err)
 	}
+	provided := map[string]bool{}
+	for _, h := range hostFuncs {
+		provided[h.name] = true
+	}
+	var imports []string
 	for _, imp := range compiled.ImportedFunctions() {
 		mod, fn, _ := imp.Import()
-		if mod != hostModule && mod != wasi_snapshot_preview1.ModuleName {
+		switch {
+		case mod == hostModule && provided[fn]:
+		case mod == wasi_snapshot_preview1.ModuleName:
+		case mod == hostModule:
+			compiled.Close(ctx)
+			return nil, fmt.Errorf("function %s: imports %s.%s, which %s does not have (see docs/FUNCTIONS.md)", name, mod, fn, hostModule)
+		default:
 			compiled.Close(ctx)
 			return nil, fmt.Errorf("function %s: imports %s.%s, which twoway does not provide (imports are %s.* and %s.*)", name, mod, fn, hostModule, wasi_snapshot_preview1.ModuleName)
 		}
+		imports = append(imports, mod+"."+fn)
+	}
+	if len(compiled.ImportedMemories()) > 0 {
+		compiled.Close(ctx)
+		return nil, fmt.Errorf("function %s: imports a memory; a module must define its own", name)
 	}
 	exports := compiled.ExportedFunctions()
 	for _, want := range []string{exportAlloc, exportHandle} {
@@ -183,8 +243,23 @@ func (r *Runtime) Load(ctx context.Context, name string, wasm []byte) (*Module, 
 			return nil, fmt.Errorf("function %s: the module does not export %s (see docs/FUNCTIONS.md)", name, want)
 		}
 	}
-	return &Module{r: r, name: name, version: hex.EncodeToString(sum[:]), compiled: compiled, pool: make(chan api.Module, r.cfg.PoolSize)}, nil
+	if _, ok := compiled.ExportedMemories()["memory"]; !ok {
+		compiled.Close(ctx)
+		return nil, fmt.Errorf("function %s: the module does not export its memory as \"memory\"", name)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = r.cfg.Timeout
+	}
+	return &Module{r: r, name: name, version: hex.EncodeToString(sum[:]), compiled: compiled, timeout: timeout,
+		imports: imports, pool: make(chan *instance, r.cfg.PoolSize)}, nil
 }
+
+// Imports lists the functions the module imports, as "module.name".
+func (m *Module) Imports() []string { return m.imports }
+
+// Timeout is the module's time limit per call.
+func (m *Module) Timeout() time.Duration { return m.timeout }
 
 // Version is the SHA-256 of the module's bytes, in hex.
 func (m *Module) Version() string { return m.version }
@@ -201,15 +276,19 @@ func (m *Module) Close(ctx context.Context) error {
 	}
 }
 
-func (m *Module) instantiate(ctx context.Context) (api.Module, error) {
+func (m *Module) instantiate(ctx context.Context, c *callInfo) (*instance, error) {
+	in := &instance{}
+	in.cur.Store(c)
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
-		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader)
-	inst, err := m.r.rt.InstantiateModule(ctx, m.compiled, cfg)
+		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader).
+		WithStdout(&lineWriter{in: in, level: LevelInfo}).WithStderr(&lineWriter{in: in, level: LevelWarn})
+	mod, err := m.r.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("function %s: starting an instance: %w", m.name, err)
+		return nil, m.callError(ctx, "_initialize", err)
 	}
+	in.Module = mod
 	m.Stats.Instantiated.Add(1)
-	return inst, nil
+	return in, nil
 }
 
 // Stats counts what a module did, for tests and metrics.
@@ -217,23 +296,32 @@ type Stats struct {
 	Instantiated, Calls, Discarded atomic.Int64
 }
 
-// Call runs twoway_handle with input and returns its output. Instances
-// come from the pool; one that failed is discarded.
+// Call runs twoway_handle with input and returns its output, with no
+// Host: log lines go to the runtime's logger, every other capability is
+// denied. Instances come from the pool; one that failed is discarded.
 func (m *Module) Call(ctx context.Context, input []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.r.cfg.Timeout)
+	return m.Invoke(ctx, nil, input)
+}
+
+// Invoke is Call with h serving the call's imports.
+func (m *Module) Invoke(ctx context.Context, h Host, input []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, callKey{}, &callInfo{module: m.name})
-	var inst api.Module
+	c := &callInfo{r: m.r, module: m.name, h: h}
+	ctx = context.WithValue(ctx, callKey{}, c)
+	var inst *instance
 	select {
 	case inst = <-m.pool:
+		inst.cur.Store(c)
 	default:
 		var err error
-		if inst, err = m.instantiate(ctx); err != nil {
+		if inst, err = m.instantiate(ctx, c); err != nil {
 			return nil, err
 		}
 	}
 	m.Stats.Calls.Add(1)
 	out, err := m.call(ctx, inst, input)
+	inst.cur.Store(nil)
 	if err != nil {
 		// A failed instance may be in any state: never reuse it.
 		m.Stats.Discarded.Add(1)
@@ -248,7 +336,7 @@ func (m *Module) Call(ctx context.Context, input []byte) ([]byte, error) {
 	return out, nil
 }
 
-func (m *Module) call(ctx context.Context, inst api.Module, input []byte) ([]byte, error) {
+func (m *Module) call(ctx context.Context, inst *instance, input []byte) ([]byte, error) {
 	res, err := inst.ExportedFunction(exportAlloc).Call(ctx, uint64(len(input)))
 	if err != nil {
 		return nil, m.callError(ctx, exportAlloc, err)
@@ -277,7 +365,7 @@ func (m *Module) callError(ctx context.Context, fn string, err error) error {
 	var exit *sys.ExitError
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("function %s: %s ran past its time limit of %v", m.name, fn, m.r.cfg.Timeout)
+		return fmt.Errorf("function %s: %s ran past its time limit of %v", m.name, fn, m.timeout)
 	case errors.As(err, &exit):
 		return fmt.Errorf("function %s: %s exited with code %d", m.name, fn, exit.ExitCode())
 	default:
