@@ -6,6 +6,9 @@
 #   make build       the twoway binary
 #   make tools       test tools, reused when present: MinIO under .tools/bin,
 #                    kcat (apt-get), kafkajs (npm ci in test/kafkajs)
+#   make examples    the example functions: examples/device-twin/go/device-twin.wasm
+#                    (Go, GOOS=wasip1) and .../assemblyscript/device-twin.wasm
+#                    (AssemblyScript, installed by npm ci from its lock file)
 
 GO    ?= go
 TOOLS := $(CURDIR)/.tools/bin
@@ -26,11 +29,31 @@ GOTESTFLAGS ?=
 KAFKAJS_DIR   := $(CURDIR)/test/kafkajs
 KAFKAJS_STAMP := $(KAFKAJS_DIR)/node_modules/.twoway-installed
 
-.PHONY: all tools kcat kafkajs test test-short build fmt-check vet
+.PHONY: all tools kcat kafkajs test test-short build fmt-check vet examples asc
+
+# The AssemblyScript toolchain is pinned by the example's package-lock.json
+# and installed there by npm ci, as kafkajs is.
+AS_DIR   := $(CURDIR)/examples/device-twin/assemblyscript
+AS_STAMP := $(AS_DIR)/node_modules/.twoway-installed
+
+asc: $(AS_STAMP)
+
+$(AS_STAMP): $(AS_DIR)/package.json $(AS_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing AssemblyScript into examples/device-twin/assemblyscript (npm ci)"; \
+		cd $(AS_DIR) && npm ci --no-audit --no-fund && touch $@; \
+	else \
+		echo "npm is missing: install Node.js 20 or later to build the AssemblyScript guests"; \
+	fi
+
+examples: asc
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o examples/device-twin/go/device-twin.wasm ./examples/device-twin/go
+	@if [ -f $(AS_STAMP) ]; then cd $(AS_DIR) && npm run --silent build; \
+	else echo "skipping the AssemblyScript example: its toolchain is not installed"; fi
 
 all: build
 
-tools: $(MINIO) kcat kafkajs
+tools: $(MINIO) kcat kafkajs asc
 
 $(MINIO): $(MINIO_STAMP)
 	@echo "installing MinIO $(MINIO_VERSION) into $(TOOLS) (a few minutes the first time)"
@@ -80,9 +103,9 @@ vet:
 # multi-process checkers included: their agent processes are the same test
 # binary, so they run under it too, and a race in one fails the checker.
 # About 80 s on 2 CPUs.
-RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/...
+RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/... ./internal/functions/...
 
-test: tools fmt-check vet
+test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -race -count=1 $(GOTESTFLAGS) $(RACE_PKGS)
 

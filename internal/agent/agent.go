@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/twoway/twoway/bucket/bucketurl"
 	"github.com/twoway/twoway/bucket/instrument"
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/functions"
 	"github.com/twoway/twoway/internal/groups"
 	"github.com/twoway/twoway/internal/httpapi"
 	"github.com/twoway/twoway/internal/kafka"
@@ -55,8 +58,12 @@ type Config struct {
 	// Log overrides commit-log tuning (tests use short intervals). Linger
 	// above wins over Log.Linger when set.
 	Log commitlog.Options
-	// Janitor: embedded one-shot commands run without the janitor.
+	// Janitor: embedded one-shot commands run without the janitor (and
+	// without functions' subscriptions and timers).
 	NoJanitor bool
+	// Functions tunes the functions module; its Streams and Workers are
+	// the agent's. CacheDir defaults to the user's cache directory.
+	Functions functions.Config
 	Logger    *slog.Logger
 	// Registry receives the agent's metrics; nil makes a new one.
 	Registry *prometheus.Registry
@@ -74,8 +81,10 @@ type Agent struct {
 	HTTP    *httpapi.Server
 	Kafka   *kafka.Server
 	Groups  *groups.Coordinator
-	kind    bucketurl.Kind
-	set     *module.Set
+	// Functions is the functions module (deployments, invocations).
+	Functions *functions.Module
+	kind      bucketurl.Kind
+	set       *module.Set
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -121,6 +130,14 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.Service, a.Groups = stream.New(stream.Options{}), gm.Coordinator()
+	fcfg := cfg.Functions
+	fcfg.Streams, fcfg.Workers = a.Service, !opts.NoJanitor
+	if fcfg.CacheDir == "" {
+		if dir, err := os.UserCacheDir(); err == nil {
+			fcfg.CacheDir = filepath.Join(dir, "twoway")
+		}
+	}
+	a.Functions = functions.New(fcfg)
 	// The HTTP server exists before the modules start, which register
 	// their routes on it; its health checks read the log once it is open.
 	var set *module.Set
@@ -131,6 +148,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	mods := []module.Module{
 		a.Service,
 		gm,
+		a.Functions,
 	}
 	set, err = module.Open(ctx, module.Config{Bucket: a.Bucket, Log: opts, HTTP: a.HTTP, Metrics: cfg.Registry, Logger: cfg.Logger}, mods...)
 	if err != nil {

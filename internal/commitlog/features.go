@@ -62,7 +62,7 @@ func (f *features) Types() []uint16 { return []uint16{TypeFeatures, TypeAll} }
 
 // GatedTypes: TypeAll came after the first release.
 func (f *features) GatedTypes() []uint16 { return []uint16{TypeAll} }
-func (f *features) Reset()          { f.on = map[string]bool{} }
+func (f *features) Reset()               { f.on = map[string]bool{} }
 
 func (f *features) Apply(_ uint64, e Entry) any {
 	if e.Type == TypeAll {

@@ -108,13 +108,20 @@ func (l *Log) janitor() {
 	l.wg.Add(1)
 	go l.runTasks()
 	var watch LeaseWatch
-	for l.sleep(l.janitorTick()) {
+	// The first look is at once: on a new bucket (no holder yet) the
+	// lease is taken and the tasks run (enabling features) without
+	// waiting a tick.
+	for first := true; first || l.sleep(l.janitorTick()); first = false {
 		now := time.Now()
 		lease := l.Lease(JanitorLease)
 		if lease.Holder != l.opts.AgentID {
 			if watch.Expired(lease, now, l.opts.LeaseDuration) {
 				if ok, err := l.ProposeLease(l.ctx, LeaseAcquire(JanitorLease, l.opts.AgentID, "", lease)); err == nil && ok {
 					l.log.Info("holding the janitor lease", "epoch", lease.Epoch+1)
+					select {
+					case l.tasksWake <- struct{}{}:
+					default:
+					}
 				}
 			}
 			continue
@@ -129,7 +136,16 @@ func (l *Log) janitor() {
 func (l *Log) runTasks() {
 	defer l.wg.Done()
 	last := map[int]time.Time{}
-	for l.sleep(l.janitorTick()) {
+	for {
+		t := time.NewTimer(l.janitorTick())
+		select {
+		case <-t.C:
+		case <-l.tasksWake:
+		case <-l.ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
 		l.tasksMu.Lock()
 		tasks := append([]Task(nil), l.tasks...)
 		l.tasksMu.Unlock()

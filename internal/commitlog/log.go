@@ -245,6 +245,8 @@ type Log struct {
 	pending   []*proposal
 	pendBytes int
 	pendWake  chan struct{}
+	// tasksWake starts the janitor's tasks at once when the lease is won.
+	tasksWake chan struct{}
 	// inflight counts sealed batches not yet committed; idle is signalled
 	// when it drops to zero (see sealLoop).
 	inflight atomic.Int64
@@ -318,20 +320,21 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 		return nil, err
 	}
 	l := &Log{
-		b:        b,
-		opts:     opts,
-		log:      opts.Logger.With("agent", opts.AgentID),
-		w:        opts.Grace / 4,
-		started:  time.Now(),
-		mux:      m,
-		leases:   ls,
-		features: fs,
-		changed:  make(chan struct{}),
-		pendWake: make(chan struct{}, 1),
-		idle:     make(chan struct{}, 1),
-		hintWake: make(chan struct{}, 1),
-		sealed:   make(chan *sealedBatch, opts.ChunkUploads),
-		prefixes: append([]string{ChunkPrefix, SnapshotPrefix}, opts.CollectPrefixes...),
+		b:         b,
+		opts:      opts,
+		log:       opts.Logger.With("agent", opts.AgentID),
+		w:         opts.Grace / 4,
+		started:   time.Now(),
+		mux:       m,
+		leases:    ls,
+		features:  fs,
+		changed:   make(chan struct{}),
+		pendWake:  make(chan struct{}, 1),
+		tasksWake: make(chan struct{}, 1),
+		idle:      make(chan struct{}, 1),
+		hintWake:  make(chan struct{}, 1),
+		sealed:    make(chan *sealedBatch, opts.ChunkUploads),
+		prefixes:  append([]string{ChunkPrefix, SnapshotPrefix}, opts.CollectPrefixes...),
 	}
 	l.tasks = append(l.coreTasks(), opts.Tasks...)
 	if err := l.listenHints(); err != nil {

@@ -281,3 +281,7 @@ func (w *responseBuffer) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	return w.body.Write(b)
 }
+
+// InProcessTransport serves requests with h in this process, for clients
+// of APIs other than the streams' (the functions API).
+func InProcessTransport(h http.Handler) http.RoundTripper { return handlerTransport{h} }

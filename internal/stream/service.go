@@ -297,6 +297,40 @@ func (s *Service) Produce(ctx context.Context, topicName string, batches []Batch
 // Submissions keep their order: a batch submitted before another to the same
 // partition gets lower offsets, unless it fails.
 func (s *Service) ProduceAsync(topicName string, batches []Batch) (func(context.Context) ([]int64, []error, error), error) {
+	entries, err := s.ProduceEntries(topicName, batches)
+	if err != nil {
+		return nil, err
+	}
+	wait := s.log.Submit(entries...)
+	return func(ctx context.Context) ([]int64, []error, error) {
+		_, res, err := wait(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ProduceResults(res)
+	}, nil
+}
+
+// ProduceResults reads the apply results of ProduceEntries' entries: each
+// batch's base offset, or its error.
+func ProduceResults(res []any) ([]int64, []error, error) {
+	bases := make([]int64, len(res))
+	errs := make([]error, len(res))
+	for i, r := range res {
+		switch r := r.(type) {
+		case ProduceResult:
+			bases[i] = r.Base
+		case error:
+			bases[i], errs[i] = -1, r
+		}
+	}
+	return bases, errs, nil
+}
+
+// ProduceEntries validates batches and returns the log entries that append
+// them, for a caller that commits them together with entries of its own
+// (a function's effects). One entry per batch, in order.
+func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog.Entry, error) {
 	now := time.Now().UnixMilli()
 	n, err := s.Partitions(topicName)
 	if err != nil {
@@ -346,24 +380,7 @@ func (s *Service) ProduceAsync(topicName string, batches []Batch) (func(context.
 	if total > s.opts.MaxBatchBytes {
 		return nil, fmt.Errorf("%w: %d bytes of records, the limit is %d", ErrTooLarge, total, s.opts.MaxBatchBytes)
 	}
-	wait := s.log.Submit(entries...)
-	return func(ctx context.Context) ([]int64, []error, error) {
-		_, res, err := wait(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		bases := make([]int64, len(res))
-		errs := make([]error, len(res))
-		for i, r := range res {
-			switch r := r.(type) {
-			case ProduceResult:
-				bases[i] = r.Base
-			case error:
-				bases[i], errs[i] = -1, r
-			}
-		}
-		return bases, errs, nil
-	}, nil
+	return entries, nil
 }
 
 // InitProducerID allocates an idempotent producer id (pid < 0), or bumps the
