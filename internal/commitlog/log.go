@@ -696,6 +696,13 @@ func (l *Log) applyBytes(seq uint64, data []byte) error {
 	return err
 }
 
+// isDecodeError tells a commit that was read but is bad (which a retry
+// would only read again) from a failed read.
+func isDecodeError(err error) bool {
+	var ue *UnknownEntryError
+	return errors.Is(err, ErrCorrupt) || errors.As(err, &ue)
+}
+
 // fetchApply reads commit seq and applies it. It reports whether the commit
 // exists.
 func (l *Log) fetchApply(ctx context.Context, seq uint64) (bool, error) {
@@ -745,6 +752,13 @@ func (l *Log) catchUpAll(ctx context.Context) error {
 		start := time.Now()
 		next := l.Applied() + 1
 		found, err := l.fetchApply(ctx, next)
+		// A failed read is retried here, a few times, rather than by
+		// starting the whole catch-up again: replaying thousands of
+		// commits must not need thousands of reads in a row to succeed.
+		for try := 0; err != nil && !isDecodeError(err) && try < 4 && ctx.Err() == nil; try++ {
+			time.Sleep(time.Duration(10<<try) * time.Millisecond)
+			found, err = l.fetchApply(ctx, next)
+		}
 		if err != nil {
 			return err
 		}

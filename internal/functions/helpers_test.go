@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,16 +37,21 @@ var (
 )
 
 // buildGo builds a Go guest package (relative to the repo root) with the
-// real toolchain, GOOS=wasip1.
-func buildGo(t testing.TB, pkg string) []byte {
+// real toolchain, GOOS=wasip1; ldflags are passed to the linker.
+func buildGo(t testing.TB, pkg string, ldflags ...string) []byte {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if b := built[pkg]; b != nil {
+	id := pkg + fmt.Sprint(ldflags)
+	if b := built[id]; b != nil {
 		return b
 	}
 	out := filepath.Join(t.TempDir(), "guest.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./"+pkg)
+	args := []string{"build", "-buildmode=c-shared", "-o", out}
+	if len(ldflags) > 0 {
+		args = append(args, "-ldflags="+strings.Join(ldflags, " "))
+	}
+	cmd := exec.Command("go", append(args, "./"+pkg)...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if msg, err := cmd.CombinedOutput(); err != nil {
@@ -55,7 +61,7 @@ func buildGo(t testing.TB, pkg string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	built[pkg] = b
+	built[id] = b
 	return b
 }
 

@@ -169,7 +169,7 @@ func (m *Module) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(body.Module) == 0 {
-		writeErr(w, fmt.Errorf("%w: no module in the deploy body", ErrInvalid))
+		writeErr(w, fmt.Errorf("%w: function %s: no module in the deploy body", ErrInvalid, r.PathValue("name")))
 		return
 	}
 	m.log.Sync(r.Context())

@@ -81,6 +81,11 @@ func (m *Module) readState(ctx context.Context, fn, key string) ([]byte, bool, u
 	if !ok {
 		return nil, false, 0, nil
 	}
+	// State written by a recent commit is often still in the log's memory
+	// (inline data of its newest commits): no bucket read.
+	if data, ok := m.log.RecentBlob(ref); ok && commitlog.VerifyBlob(ref, data) == nil {
+		return data, true, ver, nil
+	}
 	data, err := m.reader.Read(ctx, ref)
 	if err != nil {
 		return nil, false, 0, fmt.Errorf("read the state of %s actor %q: %w", fn, key, err)
@@ -116,9 +121,12 @@ type invocation struct {
 // begin starts an invocation on b for actor key (keyed) or none.
 func (b *batch) begin(ctx context.Context, key string, keyed bool, id string) (*invocation, error) {
 	inv := &invocation{ctx: ctx, b: b, d: b.d, key: key, keyed: keyed, id: id}
-	inv.logger = b.m.logger.With("function", b.d.Name, "version", b.d.Version, "invocation", id)
+	args := []any{"function", b.d.Name, "version", b.d.Version, "invocation", id}
 	if keyed {
-		inv.logger = inv.logger.With("key", key)
+		args = append(args, "key", key)
+	}
+	inv.logger = lazyWith(b.m.logger, args...)
+	if keyed {
 		a, err := b.actor(ctx, key)
 		if err != nil {
 			return nil, err
@@ -266,7 +274,7 @@ func (m *Module) run(ctx context.Context, l *loaded, inv *invocation, trigger st
 	}
 	if len(out) > l.d.Limits.MaxOutput {
 		m.met.errors.WithLabelValues(l.d.Name, "limit").Inc()
-		return Response{}, fmt.Errorf("%w: function %s: its output of %d bytes is over the limit of %d", ErrInvocation, l.d.Name, len(out), l.d.Limits.MaxOutput)
+		return Response{}, fmt.Errorf("%w: function %s: its output of %d bytes is over the limit of %d bytes (max_output_bytes)", ErrInvocation, l.d.Name, len(out), l.d.Limits.MaxOutput)
 	}
 	resp, err := DecodeResponse(out)
 	if err != nil {

@@ -132,8 +132,14 @@ type Module struct {
 	met     *metrics
 
 	mu       sync.Mutex
+	cache    *wasm.Cache
 	runtimes map[uint32]*wasm.Runtime
 	loaded   map[string]*loaded // by name "@" version
+	// compiled are modules by digest and limits, shared by the versions
+	// that use them (a rollback compiles nothing); loading is set while
+	// one is being compiled, so callers wait rather than compile too.
+	compiled map[string]*wasm.Module
+	loading  map[string]chan struct{}
 	sems     map[string]chan struct{}
 	boxes    map[string]*mailbox
 
@@ -152,6 +158,7 @@ func New(cfg Config) *Module {
 	cfg.fill()
 	return &Module{cfg: cfg, st: newState(), streams: cfg.Streams,
 		runtimes: map[uint32]*wasm.Runtime{}, loaded: map[string]*loaded{},
+		compiled: map[string]*wasm.Module{}, loading: map[string]chan struct{}{},
 		sems: map[string]chan struct{}{}, boxes: map[string]*mailbox{}}
 }
 
@@ -186,13 +193,16 @@ func (m *Module) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
-	for _, l := range m.loaded {
-		errs = append(errs, l.mod.Close(context.Background()))
+	for _, mod := range m.compiled {
+		errs = append(errs, mod.Close(context.Background()))
 	}
 	for _, r := range m.runtimes {
 		errs = append(errs, r.Close(context.Background()))
 	}
-	m.loaded, m.runtimes = map[string]*loaded{}, map[uint32]*wasm.Runtime{}
+	if m.cache != nil {
+		errs = append(errs, m.cache.Close(context.Background()))
+	}
+	m.loaded, m.compiled, m.runtimes, m.cache = map[string]*loaded{}, map[string]*wasm.Module{}, map[uint32]*wasm.Runtime{}, nil
 	return errors.Join(errs...)
 }
 
@@ -461,11 +471,18 @@ func (m *Module) runtime(pages uint32) (*wasm.Runtime, error) {
 	if r := m.runtimes[pages]; r != nil {
 		return r, nil
 	}
-	cache := ""
-	if m.cfg.CacheDir != "" {
-		cache = filepath.Join(m.cfg.CacheDir, "wasm")
+	if m.cache == nil {
+		dir := ""
+		if m.cfg.CacheDir != "" {
+			dir = filepath.Join(m.cfg.CacheDir, "wasm")
+		}
+		c, err := wasm.NewCache(dir)
+		if err != nil {
+			return nil, err
+		}
+		m.cache = c
 	}
-	r, err := wasm.New(context.Background(), wasm.Config{CacheDir: cache, MemoryPages: pages, Logger: m.logger})
+	r, err := wasm.New(context.Background(), wasm.Config{Cache: m.cache, MemoryPages: pages, Logger: m.logger})
 	if err != nil {
 		return nil, err
 	}
@@ -474,15 +491,51 @@ func (m *Module) runtime(pages uint32) (*wasm.Runtime, error) {
 }
 
 // load returns deployment d compiled, loading the module from the bucket
-// the first time.
+// the first time. Versions sharing a module and limits share its
+// compiled code and instances.
 func (m *Module) load(ctx context.Context, d Deployment) (*loaded, error) {
 	id := fmt.Sprintf("%s@%d", d.Name, d.Version)
-	m.mu.Lock()
-	l := m.loaded[id]
-	m.mu.Unlock()
-	if l != nil {
-		return l, nil
+	ck := fmt.Sprintf("%s/%s/%d/%d", d.Name, d.Module, d.Limits.MemoryPages, d.Limits.TimeoutMs)
+	for {
+		m.mu.Lock()
+		if l := m.loaded[id]; l != nil {
+			m.mu.Unlock()
+			return l, nil
+		}
+		if mod := m.compiled[ck]; mod != nil {
+			l := &loaded{d: d, mod: mod}
+			m.loaded[id] = l
+			m.mu.Unlock()
+			return l, nil
+		}
+		wait, busy := m.loading[ck]
+		if !busy {
+			m.loading[ck] = make(chan struct{})
+			m.mu.Unlock()
+			break
+		}
+		m.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	mod, err := m.compile(ctx, d)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	close(m.loading[ck])
+	delete(m.loading, ck)
+	if err != nil {
+		return nil, err
+	}
+	m.compiled[ck] = mod
+	l := &loaded{d: d, mod: mod}
+	m.loaded[id] = l
+	return l, nil
+}
+
+func (m *Module) compile(ctx context.Context, d Deployment) (*wasm.Module, error) {
 	body, _, err := bucket.ReadAll(ctx, m.b, ModuleKey(d.Module))
 	if err != nil {
 		return nil, fmt.Errorf("function %s version %d: read module %s: %w", d.Name, d.Version, d.Module, err)
@@ -494,31 +547,7 @@ func (m *Module) load(ctx context.Context, d Deployment) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	mod, err := rt.LoadWith(ctx, d.Name, body, wasm.LoadOptions{Timeout: time.Duration(d.Limits.TimeoutMs) * time.Millisecond})
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if prev := m.loaded[id]; prev != nil {
-		mod.Close(ctx)
-		return prev, nil
-	}
-	// Versions no longer live are closed once a newer one is loaded;
-	// calls in flight on them finish first (wazero closes an instance's
-	// module only after its call returns).
-	for k, o := range m.loaded {
-		if o.d.Name == d.Name && o.d.Version != d.Version {
-			delete(m.loaded, k)
-			go func() {
-				time.Sleep(time.Duration(o.d.Limits.TimeoutMs)*time.Millisecond + time.Second)
-				o.mod.Close(context.Background())
-			}()
-		}
-	}
-	l = &loaded{d: d, mod: mod}
-	m.loaded[id] = l
-	return l, nil
+	return rt.LoadWith(ctx, d.Name, body, wasm.LoadOptions{Timeout: time.Duration(d.Limits.TimeoutMs) * time.Millisecond})
 }
 
 // sem bounds a function's concurrent invocations on this agent.

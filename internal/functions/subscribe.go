@@ -1,13 +1,16 @@
 package functions
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"time"
 
+	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/internal/commitlog"
 )
 
@@ -46,6 +49,7 @@ func (m *Module) subscriptions(ctx context.Context) {
 	}
 	agents, agentsAt := 1, time.Time{}
 	tick := m.cfg.LeaseDuration / 4
+	defer m.b.Delete(context.Background(), workerKey(me))
 	defer func() {
 		var rel []commitlog.Entry
 		for k := range workers {
@@ -61,9 +65,11 @@ func (m *Module) subscriptions(ctx context.Context) {
 		}
 	}()
 	for {
-		if time.Since(agentsAt) > 5*time.Second {
-			if regs, err := m.log.Agents(ctx); err == nil {
-				agents, agentsAt = max(1, len(regs)), time.Now()
+		if time.Since(agentsAt) > m.cfg.LeaseDuration/2 {
+			if n, err := m.countWorkers(ctx); err == nil {
+				agents, agentsAt = max(1, n), time.Now()
+			} else if ctx.Err() == nil {
+				m.logger.Warn("counting the agents that run functions failed", "err", err)
 			}
 		}
 		wanted := m.wantedPartitions()
@@ -92,16 +98,22 @@ func (m *Module) subscriptions(ctx context.Context) {
 				watches[k] = &commitlog.LeaseWatch{}
 			}
 			expired := watches[k].Expired(cur, now, m.cfg.LeaseDuration)
+			// A partition nobody has taken for a while is taken whatever
+			// the share says: the count of agents may be stale (one just
+			// killed still counts), and no partition may starve.
+			orphaned := watches[k].Expired(cur, now, 3*m.cfg.LeaseDuration)
 			switch {
 			case cur.Holder == me && held > share:
 				stop(k)
 				renew = append(renew, commitlog.LeaseRelease(k.lease(), me, cur.Epoch))
 				held--
+				m.logger.Info("releasing a subscription partition (more than this agent's share)", "lease", k.lease(), "share", share, "agents", agents)
 			case cur.Holder == me:
 				renew = append(renew, commitlog.LeaseRenew(k.lease(), me, cur.Epoch))
-			case expired && held < share:
+			case expired && held < share || orphaned:
 				if ok, err := m.log.ProposeLease(ctx, commitlog.LeaseAcquire(k.lease(), me, "", cur)); err == nil && ok {
 					held++
+					m.logger.Info("consuming a subscription partition", "lease", k.lease(), "from", cur.Holder, "epoch", cur.Epoch+1)
 				}
 			}
 		}
@@ -353,4 +365,45 @@ func (m *Module) timers(ctx context.Context) {
 			}()
 		}
 	}
+}
+
+// WorkersPrefix holds a presence object per agent running subscriptions,
+// rewritten every half lease: the agents share the partitions by their
+// count. (Agents' registrations count every agent, also those that run no
+// functions, such as one-shot CLI commands.)
+const WorkersPrefix = "functions/workers/"
+
+func workerKey(agent string) string { return WorkersPrefix + agent }
+
+// countWorkers refreshes this agent's presence and counts the agents
+// whose presence is fresh (within two leases).
+func (m *Module) countWorkers(ctx context.Context) (int, error) {
+	now := time.Now()
+	body := []byte(strconv.FormatInt(now.UnixMilli(), 10))
+	if _, err := m.b.Put(ctx, workerKey(m.log.AgentID()), bytes.NewReader(body), int64(len(body))); err != nil {
+		return 0, err
+	}
+	keys, err := bucket.Keys(ctx, m.b, WorkersPrefix, "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		data, _, err := bucket.ReadAll(ctx, m.b, k)
+		if err != nil {
+			continue
+		}
+		ms, err := strconv.ParseInt(string(data), 10, 64)
+		if err != nil {
+			continue
+		}
+		age := now.Sub(time.UnixMilli(ms))
+		switch {
+		case age <= 2*m.cfg.LeaseDuration:
+			n++
+		case age > time.Hour:
+			m.b.Delete(ctx, k) // an agent that died long ago
+		}
+	}
+	return n, nil
 }

@@ -78,8 +78,9 @@ func Capabilities() map[string]string {
 
 var hostFuncs = []hostFunc{
 	{"log", "log", []api.ValueType{i32, i32, i32}, nil, func(c *callInfo, m api.Module, s []uint64) {
-		n := min(uint32(s[2]), maxLogLine)
-		msg := string(read(m, "log", uint32(s[1]), n))
+		// The whole range must be in memory (else a trap), the line is cut.
+		b := read(m, "log", uint32(s[1]), uint32(s[2]))
+		msg := string(b[:min(len(b), maxLogLine)])
 		if !utf8.ValidString(msg) {
 			msg = string([]rune(msg)) // replaces invalid bytes
 		}
@@ -112,25 +113,27 @@ var hostFuncs = []hostFunc{
 		s[0] = code(c.host().StateDelete())
 	}},
 	{"publish", "publish:", []api.ValueType{i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, func(c *callInfo, m api.Module, s []uint64) {
+		// Every range is checked (a trap if outside memory) before the
+		// arguments are judged.
 		topic, ok := argString(m, "publish", uint32(s[0]), uint32(s[1]))
-		if !ok || topic == "" {
-			s[0] = code(ErrInvalid)
-			return
-		}
 		var key []byte
 		if uint32(s[3]) != nullLen {
 			key = append([]byte{}, read(m, "publish", uint32(s[2]), uint32(s[3]))...)
 		}
 		value := append([]byte{}, read(m, "publish", uint32(s[4]), uint32(s[5]))...)
+		if !ok || topic == "" {
+			s[0] = code(ErrInvalid)
+			return
+		}
 		s[0] = code(c.host().Publish(topic, key, value))
 	}},
 	{"timer_set", "timers", []api.ValueType{i32, i32, i64, i32, i32}, []api.ValueType{i32}, func(c *callInfo, m api.Module, s []uint64) {
 		name, ok := argString(m, "timer_set", uint32(s[0]), uint32(s[1]))
+		payload := append([]byte(nil), read(m, "timer_set", uint32(s[3]), uint32(s[4]))...)
 		if !ok || name == "" {
 			s[0] = code(ErrInvalid)
 			return
 		}
-		payload := append([]byte(nil), read(m, "timer_set", uint32(s[3]), uint32(s[4]))...)
 		s[0] = code(c.host().TimerSet(name, int64(s[2]), payload))
 	}},
 	{"timer_cancel", "timers", []api.ValueType{i32, i32}, []api.ValueType{i32}, func(c *callInfo, m api.Module, s []uint64) {

@@ -25,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +49,30 @@ type Config struct {
 	// PoolSize is how many idle instances a module keeps. Default 8.
 	PoolSize int
 	Logger   *slog.Logger
+	// Cache, if set, is shared with other runtimes (those of other memory
+	// limits): the same bytes compile once. It overrides CacheDir. Without
+	// either, compiled modules are cached in memory for this runtime.
+	Cache *Cache
 }
+
+// Cache is a compilation cache runtimes share: on disk when it has a
+// directory, else in memory.
+type Cache struct{ c wazero.CompilationCache }
+
+// NewCache makes a cache in dir ("" keeps it in memory).
+func NewCache(dir string) (*Cache, error) {
+	if dir == "" {
+		return &Cache{c: wazero.NewCompilationCache()}, nil
+	}
+	c, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wasm compilation cache in %s: %w", dir, err)
+	}
+	return &Cache{c: c}, nil
+}
+
+// Close releases the cache.
+func (c *Cache) Close(ctx context.Context) error { return c.c.Close(ctx) }
 
 // Runtime compiles and runs modules. It is safe for concurrent use.
 type Runtime struct {
@@ -90,13 +115,15 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg}
 	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(cfg.MemoryPages).WithCloseOnContextDone(true)
-	if cfg.CacheDir != "" {
-		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+	if cfg.Cache != nil {
+		rc = rc.WithCompilationCache(cfg.Cache.c)
+	} else {
+		cache, err := NewCache(cfg.CacheDir)
 		if err != nil {
-			return nil, fmt.Errorf("wasm compilation cache in %s: %w", cfg.CacheDir, err)
+			return nil, err
 		}
-		r.cache = cache
-		rc = rc.WithCompilationCache(cache)
+		r.cache = cache.c
+		rc = rc.WithCompilationCache(cache.c)
 	}
 	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
@@ -128,7 +155,13 @@ type callInfo struct {
 	h      Host
 	// result is the pending result of the last import that made one.
 	result []byte
+	// stderr is the first line the guest wrote to its standard error in
+	// this call (cut at maxStderrNote), for the error of a failed call.
+	stderr string
 }
+
+// maxStderrNote bounds the guest's stderr line quoted in a call's error.
+const maxStderrNote = 300
 
 func (c *callInfo) log(level int32, msg string) {
 	if c.h != nil {
@@ -154,6 +187,9 @@ func (c *callInfo) now() int64 { return time.Now().UnixMilli() }
 type instance struct {
 	api.Module
 	cur atomic.Pointer[callInfo]
+	// alloc and handle are the ABI's exports, looked up once: each
+	// ExportedFunction makes a new function with its own stack.
+	alloc, handle api.Function
 }
 
 // lineWriter turns an instance's stdout or stderr into log lines.
@@ -177,6 +213,9 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		line := string(w.buf[:i])
 		w.buf = w.buf[min(i+1, len(w.buf)):]
 		if c := w.in.cur.Load(); c != nil {
+			if w.level == LevelWarn && c.stderr == "" && line != "" {
+				c.stderr = line[:min(len(line), maxStderrNote)]
+			}
 			c.log(w.level, line)
 		}
 	}
@@ -284,9 +323,10 @@ func (m *Module) instantiate(ctx context.Context, c *callInfo) (*instance, error
 		WithStdout(&lineWriter{in: in, level: LevelInfo}).WithStderr(&lineWriter{in: in, level: LevelWarn})
 	mod, err := m.r.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
-		return nil, m.callError(ctx, "_initialize", err)
+		return nil, m.callError(ctx, c, nil, "_initialize", err)
 	}
 	in.Module = mod
+	in.alloc, in.handle = mod.ExportedFunction(exportAlloc), mod.ExportedFunction(exportHandle)
 	m.Stats.Instantiated.Add(1)
 	return in, nil
 }
@@ -337,17 +377,17 @@ func (m *Module) Invoke(ctx context.Context, h Host, input []byte) ([]byte, erro
 }
 
 func (m *Module) call(ctx context.Context, inst *instance, input []byte) ([]byte, error) {
-	res, err := inst.ExportedFunction(exportAlloc).Call(ctx, uint64(len(input)))
+	res, err := inst.alloc.Call(ctx, uint64(len(input)))
 	if err != nil {
-		return nil, m.callError(ctx, exportAlloc, err)
+		return nil, m.callError(ctx, inst.cur.Load(), inst.Memory(), exportAlloc, err)
 	}
 	ptr := uint32(res[0])
 	if !inst.Memory().Write(ptr, input) {
 		return nil, fmt.Errorf("function %s: %s(%d) returned %d, outside its memory", m.name, exportAlloc, len(input), ptr)
 	}
-	res, err = inst.ExportedFunction(exportHandle).Call(ctx, uint64(ptr), uint64(len(input)))
+	res, err = inst.handle.Call(ctx, uint64(ptr), uint64(len(input)))
 	if err != nil {
-		return nil, m.callError(ctx, exportHandle, err)
+		return nil, m.callError(ctx, inst.cur.Load(), inst.Memory(), exportHandle, err)
 	}
 	if res[0] == 0 {
 		return nil, nil
@@ -360,15 +400,40 @@ func (m *Module) call(ctx context.Context, inst *instance, input []byte) ([]byte
 	return append([]byte(nil), out...), nil
 }
 
-// callError says what a failed call did.
-func (m *Module) callError(ctx context.Context, fn string, err error) error {
-	var exit *sys.ExitError
-	switch {
-	case ctx.Err() != nil:
+// callError says what a failed call did: for a trap or an exit, also
+// whether its memory was at the limit (a memory.grow past it fails, and
+// languages then trap: Go's "out of memory") and the first line it wrote
+// to stderr in the call (Go's panic message), when there is one.
+func (m *Module) callError(ctx context.Context, c *callInfo, mem api.Memory, fn string, err error) error {
+	if ctx.Err() != nil {
 		return fmt.Errorf("function %s: %s ran past its time limit of %v", m.name, fn, m.timeout)
-	case errors.As(err, &exit):
-		return fmt.Errorf("function %s: %s exited with code %d", m.name, fn, exit.ExitCode())
-	default:
-		return fmt.Errorf("function %s: %s failed: %w", m.name, fn, err)
 	}
+	var notes []string
+	if mem != nil {
+		limit := uint64(m.r.cfg.MemoryPages)
+		if mx, ok := mem.Definition().Max(); ok {
+			limit = min(limit, uint64(mx))
+		}
+		limit *= 65536
+		if used := uint64(mem.Size()); used+max(limit/8, 1<<20) >= limit {
+			notes = append(notes, fmt.Sprintf("at its memory limit of %d pages, %s: %s in use", limit/65536, mib(limit), mib(used)))
+		}
+	}
+	if c != nil && c.stderr != "" {
+		notes = append(notes, fmt.Sprintf("stderr: %q", c.stderr))
+	}
+	note := ""
+	if len(notes) > 0 {
+		note = " (" + strings.Join(notes, "; ") + ")"
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return fmt.Errorf("function %s: %s exited with code %d%s", m.name, fn, exit.ExitCode(), note)
+	}
+	return fmt.Errorf("function %s: %s failed%s: %w", m.name, fn, note, err)
+}
+
+// mib formats bytes in MiB.
+func mib(n uint64) string {
+	return strconv.FormatFloat(float64(n)/(1<<20), 'f', -1, 64) + " MiB"
 }
