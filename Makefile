@@ -103,11 +103,15 @@ vet:
 # multi-process checkers included: their agent processes are the same test
 # binary, so they run under it too, and a race in one fails the checker.
 # About 80 s on 2 CPUs.
-RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/... ./internal/functions/...
+RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/...
+# Functions under the race detector: the in-process tests (the SIGKILL
+# checker's agent processes already ran without it in the main step).
+RACE_FN   := 'Test(DeviceTwin|IncrementsThroughTwoAgents|RedeployAndRollbackUnderLoad|HostileGuests|AllOrNone.*)$$'
 
 test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -race -count=1 $(GOTESTFLAGS) $(RACE_PKGS)
+	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_FN) ./internal/functions/
 
 test-short:
 	$(GO) test -short -count=1 $(GOTESTFLAGS) ./...

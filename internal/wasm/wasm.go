@@ -430,8 +430,21 @@ func (m *Module) callError(ctx context.Context, c *callInfo, mem api.Memory, fn 
 	if errors.As(err, &exit) {
 		return fmt.Errorf("function %s: %s exited with code %d%s", m.name, fn, exit.ExitCode(), note)
 	}
-	return fmt.Errorf("function %s: %s failed%s: %w", m.name, fn, note, err)
+	return fmt.Errorf("function %s: %s failed%s: %w", m.name, fn, note, &trapError{err})
 }
+
+// trapError is a trap without wazero's wasm stack trace in its message
+// (it is many lines; errors travel in HTTP answers and record headers).
+type trapError struct{ err error }
+
+func (e *trapError) Error() string {
+	s := e.err.Error()
+	if i := strings.Index(s, "\nwasm stack trace"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+func (e *trapError) Unwrap() error { return e.err }
 
 // mib formats bytes in MiB.
 func mib(n uint64) string {
