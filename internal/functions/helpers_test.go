@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/bucket/filebucket"
 	"github.com/twoway/twoway/internal/commitlog"
@@ -105,6 +107,7 @@ func guests(t *testing.T) map[string]func(testing.TB) []byte {
 
 // agent is one in-process agent: streams and functions on a bucket.
 type agent struct {
+	reg     *prometheus.Registry
 	set     *module.Set
 	streams *stream.Service
 	fns     *Module
@@ -125,7 +128,7 @@ func testLogOptions() commitlog.Options {
 
 func startAgent(t testing.TB, b bucket.Bucket, cfg Config) *agent {
 	t.Helper()
-	a := &agent{streams: stream.New(stream.Options{})}
+	a := &agent{streams: stream.New(stream.Options{}), reg: prometheus.NewRegistry()}
 	cfg.Streams = a.streams
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = time.Second
@@ -135,7 +138,7 @@ func startAgent(t testing.TB, b bucket.Bucket, cfg Config) *agent {
 	}
 	a.fns = New(cfg)
 	mux := http.NewServeMux()
-	set, err := module.Open(context.Background(), module.Config{Bucket: b, Log: testLogOptions(), HTTP: mux, Logger: quiet()}, a.streams, a.fns)
+	set, err := module.Open(context.Background(), module.Config{Bucket: b, Log: testLogOptions(), HTTP: mux, Logger: quiet(), Metrics: a.reg}, a.streams, a.fns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,3 +279,39 @@ func get(t testing.TB, url string) (int, string) {
 }
 
 var _ = fmt.Sprint
+
+// metric returns the value of the sample of name whose labels include
+// want, and whether there is one.
+func (a *agent) metric(t testing.TB, name string, want map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount()), true
+			}
+		}
+	}
+	return 0, false
+}

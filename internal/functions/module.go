@@ -494,7 +494,9 @@ func (m *Module) runtime(pages uint32) (*wasm.Runtime, error) {
 // the first time. Versions sharing a module and limits share its
 // compiled code and instances.
 func (m *Module) load(ctx context.Context, d Deployment) (*loaded, error) {
-	id := fmt.Sprintf("%s@%d", d.Name, d.Version)
+	// The digest too: a function deleted and deployed again starts at
+	// version 1 with other code.
+	id := fmt.Sprintf("%s@%d/%s", d.Name, d.Version, d.Module)
 	ck := fmt.Sprintf("%s/%s/%d/%d", d.Name, d.Module, d.Limits.MemoryPages, d.Limits.TimeoutMs)
 	for {
 		m.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twoway/twoway/bucket"
@@ -126,6 +127,21 @@ func (m *Module) subscriptions(ctx context.Context) {
 			if !want[k] || m.log.Lease(k.lease()).Holder != me {
 				stop(k)
 			}
+		}
+		// Leases of partitions no longer subscribed (a function deleted
+		// or redeployed without the topic) are given up.
+		wantLease := map[string]bool{}
+		for k := range want {
+			wantLease[k.lease()] = true
+		}
+		var gone []commitlog.Entry
+		m.log.Leases(func(name string, cur commitlog.Lease) {
+			if strings.HasPrefix(name, "fn/") && cur.Holder == me && !wantLease[name] {
+				gone = append(gone, commitlog.LeaseRelease(name, me, cur.Epoch))
+			}
+		})
+		if len(gone) > 0 {
+			m.log.Propose(ctx, gone...)
 		}
 		for _, k := range wanted {
 			if workers[k] == nil && m.log.Lease(k.lease()).Holder == me {

@@ -3,6 +3,7 @@ package functions
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,6 +56,28 @@ func TestDeviceTwin(t *testing.T) {
 			if len(dlq) != 1 || string(dlq[0].Value) != "not json" {
 				t.Fatalf("dead letters: %v", dlq)
 			}
+			// The runtime's metrics, per function.
+			fn := map[string]string{"function": "device-twin"}
+			for _, m := range []struct {
+				name   string
+				labels map[string]string
+				min    float64
+			}{
+				{"twoway_fn_invocations_total", map[string]string{"function": "device-twin", "trigger": "record"}, 61},
+				{"twoway_fn_errors_total", map[string]string{"function": "device-twin", "kind": "status"}, 1},
+				{"twoway_fn_dead_letters_total", fn, 1},
+				{"twoway_fn_duration_seconds", fn, 61},
+				{"twoway_fn_actors", fn, 6},
+				{"twoway_fn_state_bytes", fn, 6 * 30},
+				{"twoway_fn_instances", fn, 1},
+			} {
+				if v, ok := a.metric(t, m.name, m.labels); !ok || v < m.min {
+					t.Errorf("metric %s%v = %v (present %v), want at least %v", m.name, m.labels, v, ok, m.min)
+				}
+			}
+			if v, ok := a.metric(t, "twoway_fn_consumer_lag", map[string]string{"function": "device-twin", "topic": "telemetry"}); !ok || v != 0 {
+				t.Errorf("consumer lag %v (present %v) after catching up", v, ok)
+			}
 			code, body := get(t, a.http.URL+"/fn/device-twin/devices/d1")
 			var st map[string]any
 			if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st["count"] != float64(len(want["d1"])) {
@@ -88,5 +111,46 @@ func TestDeviceTwin(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// A timer set before its agent stops fires after another agent starts on
+// the bucket, once.
+func TestTimersSurviveRestart(t *testing.T) {
+	wasm := buildGo(t, "examples/device-twin/go")
+	b := fileBucket(t)
+	a := startAgent(t, b, Config{Workers: true})
+	a.createTopic(t, "telemetry", 1)
+	a.createTopic(t, "alerts", 1)
+	deployTwin(t, a, wasm, map[string]string{"offline_after": "2s"})
+	a.produce(t, "telemetry", "d1", `{"temp": 20}`)
+	a.waitCaughtUp(t, "device-twin", "telemetry", 20*time.Second)
+	var timers int
+	a.set.Log().View(a.fns.st, func() { timers = len(a.fns.st.fns["device-twin"].Timers) })
+	if timers != 1 {
+		t.Fatalf("%d actors with timers, want 1", timers)
+	}
+	a.close()
+	b2 := startAgent(t, b, Config{Workers: true})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var offline []string
+		for _, r := range b2.readAll(t, "alerts") {
+			if strings.Contains(string(r.Value), `"offline"`) {
+				offline = append(offline, string(r.Value))
+			}
+		}
+		if len(offline) == 1 {
+			break
+		}
+		if len(offline) > 1 || time.Now().After(deadline) {
+			t.Fatalf("offline alerts after the restart: %v", offline)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Fired once: the timer is gone, and nothing more comes.
+	time.Sleep(500 * time.Millisecond)
+	if n := len(b2.readAll(t, "alerts")); n != 1 {
+		t.Fatalf("%d alerts, want 1", n)
 	}
 }
