@@ -104,9 +104,11 @@ vet:
 # binary, so they run under it too, and a race in one fails the checker.
 # About 80 s on 2 CPUs.
 RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/...
-# Functions under the race detector: the in-process tests (the SIGKILL
-# checker's agent processes already ran without it in the main step).
-RACE_FN   := 'Test(DeviceTwin|IncrementsThroughTwoAgents|RedeployAndRollbackUnderLoad|HostileGuests|AllOrNone.*)$$'
+# Functions under the race detector: the actors' mailboxes, redeploys and
+# the subscription and timer paths (with the small AssemblyScript guest:
+# compiling the Go one under -race takes minutes). The SIGKILL checker's
+# agent processes ran in the main step.
+RACE_FN   := 'Test(IncrementsThroughTwoAgents|RedeployAndRollbackUnderLoad|AllOrNone.*)$$|TestDeviceTwin$$/assemblyscript'
 
 test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...

@@ -22,6 +22,7 @@ var benchmarks = []command{
 	{name: "bucket", summary: "Put throughput and Put, PutIfAbsent and Get latency of a bucket", run: runBenchBucket},
 	{name: "produce", summary: "produce throughput and latency of the commit log, against the bucket's own", run: runBenchProduce},
 	{name: "kafka", summary: "produce and consume through the Kafka listener, against the direct produce path", run: runBenchKafka},
+	{name: "fn", summary: "functions: actor updates, latency, HTTP invocations, instantiation, memory (a developer tool: needs Go)", run: runBenchFn},
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -48,6 +49,8 @@ Run "twoway bench <benchmark> --help" for a benchmark's flags.
 	case "-h", "-help", "--help", "help":
 		usage(e.stdout)
 		return nil
+	case benchFnOpenCommand: // bench fn's child process, not for users
+		return runBenchFnOpen(ctx, e, args[1:])
 	}
 	for _, b := range benchmarks {
 		if b.name == args[0] {

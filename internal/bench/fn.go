@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,9 +123,12 @@ type FnOptions struct {
 	Dir string
 	// Log tunes the agents' commit logs, as twoway serve on a directory.
 	Log commitlog.Options
+	// Settle is how long the opened agent sits idle before its second
+	// RSS reading. Default 3s.
+	Settle time.Duration
 	// OpenAgent opens an agent on the memory phase's bucket and measures
 	// it, best in a process of its own (nil: OpenAndMeasure in this one).
-	OpenAgent func(ctx context.Context, dir string, actors int) (FnOpenResult, error)
+	OpenAgent func(ctx context.Context, dir string, actors int, settle time.Duration) (FnOpenResult, error)
 	// ConsumeProfile, if set, receives a CPU profile of the throughput
 	// phase's consumption.
 	ConsumeProfile io.Writer
@@ -156,6 +158,7 @@ func (o FnOptions) withDefaults() (FnOptions, error) {
 	def(&o.ActorStateSize, DefaultFnActorStateSize)
 	defD(&o.ProduceDuration, DefaultFnProduceDuration)
 	defD(&o.HTTPDuration, DefaultFnHTTPDuration)
+	defD(&o.Settle, 3*time.Second)
 	switch {
 	case len(o.Guest) == 0:
 		return o, errors.New("no bench guest")
@@ -360,7 +363,7 @@ func Fn(ctx context.Context, opts FnOptions) (res FnResult, err error) {
 
 	if opts.Actors > 0 {
 		progress("memory: seeding %d actors of %d bytes, then opening an agent on them", opts.Actors, opts.ActorStateSize)
-		mem, err := fnMemory(ctx, filepath.Join(root, "actors"), opts)
+		mem, err := fnMemory(ctx, filepath.Join(root, "actors"), filepath.Join(root, "cache"), opts)
 		if err != nil {
 			return FnResult{}, fmt.Errorf("bench: memory phase: %w", err)
 		}
@@ -497,11 +500,6 @@ func fnThroughput(ctx context.Context, a *fnAgent, opts FnOptions, res *FnResult
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if f := os.Getenv("TMP_FN_TRACE"); f != "" {
-		tf, _ := os.Create(f)
-		trace.Start(tf)
-		defer trace.Stop()
-	}
 	deployed := time.Now()
 	if _, err := a.fns.Deploy(ctx, functions.DeployRequest{Name: fnName, Module: opts.Guest, Grants: []string{"state"},
 		Subscribe: []string{fnInput}, HTTP: true}); err != nil {
@@ -624,7 +622,7 @@ func fnLatency(ctx context.Context, a *fnAgent, b bucket.Bucket, opts FnOptions,
 		_, bytes1 := a.b.Bytes()
 		size = max(1, int((bytes1-bytes0)/w))
 	}
-	base, err := Bucket(ctx, b, BucketOptions{ObjectSize: size, Concurrency: 1, Duration: max(time.Second, opts.ProduceDuration/3)})
+	base, err := Bucket(ctx, b, BucketOptions{ObjectSize: size, Concurrency: 1, Duration: max(100*time.Millisecond, opts.ProduceDuration/3)})
 	if err != nil {
 		return fmt.Errorf("put-if-absent baseline: %w", err)
 	}
@@ -759,13 +757,13 @@ func fnModuleTimes(ctx context.Context, cacheDir string, m FnModule, instantiati
 // fnActorKey and fnActorState are the memory phase's actors.
 func fnActorKey(i int) string { return fmt.Sprintf("actor-%08d", i) }
 
-func fnMemory(ctx context.Context, dir string, opts FnOptions) (*FnMemory, error) {
+func fnMemory(ctx context.Context, dir, cacheDir string, opts FnOptions) (*FnMemory, error) {
 	mem := &FnMemory{Actors: opts.Actors, ActorStateSize: opts.ActorStateSize}
 	b, err := filebucket.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	a, err := openFnAgent(ctx, b, filepath.Join(dir+"-cache"), false, opts.Log)
+	a, err := openFnAgent(ctx, b, cacheDir, false, opts.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -819,7 +817,7 @@ func fnMemory(ctx context.Context, dir string, opts FnOptions) (*FnMemory, error
 	if open == nil {
 		open = OpenAndMeasure
 	}
-	r, err := open(ctx, dir, opts.Actors)
+	r, err := open(ctx, dir, opts.Actors, opts.Settle)
 	if err != nil {
 		return nil, err
 	}

@@ -14,17 +14,13 @@ import (
 	"github.com/twoway/twoway/internal/functions"
 )
 
-// FnSettle is how long OpenAndMeasure leaves the agent idle before its
-// second RSS reading.
-var FnSettle = 3 * time.Second
-
 // OpenAndMeasure opens a normal agent (internal/agent, as twoway serve
 // does, without listeners) on the directory bucket dir, which holds the
 // memory phase's actors, and measures the time Open takes (the log's
 // checkpoint restore and catching up) and this process's resident memory
 // after it. It is meant to run in a process of its own (`twoway bench
 // fn-open`), so that the figure is the agent's alone.
-func OpenAndMeasure(ctx context.Context, dir string, actors int) (FnOpenResult, error) {
+func OpenAndMeasure(ctx context.Context, dir string, actors int, settle time.Duration) (FnOpenResult, error) {
 	cache, err := os.MkdirTemp("", "twoway-bench-fn-open-")
 	if err != nil {
 		return FnOpenResult{}, err
@@ -37,7 +33,7 @@ func OpenAndMeasure(ctx context.Context, dir string, actors int) (FnOpenResult, 
 		return FnOpenResult{}, fmt.Errorf("opening the agent: %w", err)
 	}
 	defer a.Close()
-	r := FnOpenResult{OpenMs: Millis(time.Since(start)), SettleS: FnSettle.Seconds()}
+	r := FnOpenResult{OpenMs: Millis(time.Since(start)), SettleS: settle.Seconds()}
 	r.RSSOpenMB, _ = procStatus("VmRSS")
 	n, ok := a.Functions.ActorCount(fnName)
 	if !ok {
@@ -55,7 +51,7 @@ func OpenAndMeasure(ctx context.Context, dir string, actors int) (FnOpenResult, 
 		}
 	}
 	select {
-	case <-time.After(FnSettle):
+	case <-time.After(settle):
 	case <-ctx.Done():
 		return r, ctx.Err()
 	}

@@ -27,7 +27,7 @@ func TestDeviceTwin(t *testing.T) {
 				a.produce(t, "telemetry", dev, fmt.Sprintf(`{"temp": %v}`, temp))
 			}
 			a.produce(t, "telemetry", "d0", `not json`)
-			a.waitCaughtUp(t, "device-twin", "telemetry", 20*time.Second)
+			a.waitCaughtUp(t, "device-twin", "telemetry", 60*time.Second)
 			hot := 0
 			for dev, temps := range want {
 				st := a.state(t, "device-twin", dev)
@@ -124,7 +124,7 @@ func TestTimersSurviveRestart(t *testing.T) {
 	a.createTopic(t, "alerts", 1)
 	deployTwin(t, a, wasm, map[string]string{"offline_after": "2s"})
 	a.produce(t, "telemetry", "d1", `{"temp": 20}`)
-	a.waitCaughtUp(t, "device-twin", "telemetry", 20*time.Second)
+	a.waitCaughtUp(t, "device-twin", "telemetry", 60*time.Second)
 	var timers int
 	a.set.Log().View(a.fns.st, func() { timers = len(a.fns.st.fns["device-twin"].Timers) })
 	if timers != 1 {
