@@ -33,6 +33,7 @@ type host interface {
 	metricAdd(name string, delta float64) int32
 	metricSet(name string, value float64) int32
 	httpFetch(req []byte) ([]byte, int32)
+	read(topic string, partition int32, offset int64, max int32) ([]byte, int32)
 }
 
 // ABI error codes.
@@ -200,3 +201,47 @@ func Gauge(name string) GaugeMetric { return GaugeMetric{name} }
 
 // Set sets the gauge to v.
 func (g GaugeMetric) Set(v float64) { current.metricSet(g.name, v) }
+
+// ReadResult is what Read returns: the records and the partition's range.
+type ReadResult struct {
+	// LogStart is the partition's first offset, HighWatermark the offset
+	// its next record will get.
+	LogStart, HighWatermark int64
+	Records                 []Record
+}
+
+// Read reads up to max committed records of a topic's partition from
+// offset (the deployment must grant read:TOPIC). It is not part of the
+// invocation's commit: it sees what is committed when it runs. An offset
+// outside [LogStart, HighWatermark] is ErrInvalid; at HighWatermark there
+// are no records yet.
+func Read(topic string, partition int32, offset int64, max int) (ReadResult, error) {
+	b, code := current.read(topic, partition, offset, int32(min(max, 1<<20)))
+	if err := check(code, "read", topic); err != nil {
+		return ReadResult{}, err
+	}
+	return decodeReadResult(topic, partition, b)
+}
+
+func decodeReadResult(topic string, partition int32, b []byte) (ReadResult, error) {
+	r := &reader{b: b}
+	res := ReadResult{LogStart: r.i64("log start"), HighWatermark: r.i64("high watermark")}
+	n := r.count(28, "records")
+	for range n {
+		rec := Record{Topic: topic, Partition: partition, Offset: r.i64("offset")}
+		rec.Timestamp = time.UnixMilli(r.i64("timestamp"))
+		rec.Key, rec.Value = r.nullable("key"), r.nullable("value")
+		nh := r.count(8, "headers")
+		for range nh {
+			rec.Headers = append(rec.Headers, RecordHeader{Key: r.str("header key"), Value: r.bytes("header value")})
+		}
+		if r.err != nil {
+			break
+		}
+		res.Records = append(res.Records, rec)
+	}
+	if r.err != nil {
+		return ReadResult{}, fmt.Errorf("fn: read %q: malformed result: %w", topic, r.err)
+	}
+	return res, nil
+}

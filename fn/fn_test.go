@@ -89,6 +89,9 @@ func (h *recHost) metricAdd(name string, d float64) int32 {
 func (h *recHost) metricSet(name string, v float64) int32 {
 	return h.rec("metric_set", "%s %g", name, v)
 }
+func (h *recHost) read(topic string, p int32, off int64, max int32) ([]byte, int32) {
+	return nil, h.rec("read", "%s %d %d %d", topic, p, off, max)
+}
 func (h *recHost) httpFetch(req []byte) ([]byte, int32) {
 	if c := h.rec("http_fetch", "%d bytes", len(req)); c < 0 {
 		return nil, c

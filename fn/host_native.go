@@ -315,6 +315,12 @@ func (h *memHost) metricSet(name string, value float64) int32 {
 	return 0
 }
 
+// read has no topics to read outside twoway: every topic is unknown.
+func (h *memHost) read(topic string, partition int32, offset int64, max int32) ([]byte, int32) {
+	slog.Warn("fn: read: there are no topics outside twoway", "topic", topic)
+	return nil, codeNotFound
+}
+
 // httpFetch sends the request with http.DefaultTransport.
 func (h *memHost) httpFetch(b []byte) ([]byte, int32) {
 	method, url, hdr, body, err := decodeFetch(b)

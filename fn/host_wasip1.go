@@ -85,6 +85,9 @@ func importMetricSet(namePtr unsafe.Pointer, nameLen uint32, value float64) int3
 //go:wasmimport twoway_v1 http_fetch
 func importHTTPFetch(reqPtr unsafe.Pointer, reqLen uint32) int32
 
+//go:wasmimport twoway_v1 read
+func importRead(topicPtr unsafe.Pointer, topicLen uint32, partition int32, offset int64, max int32) int32
+
 func strPtr(s string) (unsafe.Pointer, uint32) {
 	return unsafe.Pointer(unsafe.StringData(s)), uint32(len(s))
 }
@@ -169,6 +172,11 @@ func (wasmHost) metricSet(name string, value float64) int32 {
 func (wasmHost) httpFetch(req []byte) ([]byte, int32) {
 	p, n := bytesPtr(req)
 	return result(importHTTPFetch(p, n))
+}
+
+func (wasmHost) read(topic string, partition int32, offset int64, max int32) ([]byte, int32) {
+	p, n := strPtr(topic)
+	return result(importRead(p, n, partition, offset, max))
 }
 
 // Logger is a structured logger writing through the host's log (the

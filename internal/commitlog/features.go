@@ -283,6 +283,11 @@ func (l *Log) enableFeatures(ctx context.Context, _ *Log) error {
 	return nil
 }
 
+// EnableFeatures enables now, as the janitor does, the gated features
+// every live agent supports. An agent running without the janitor (a
+// one-shot command) calls it before it needs a feature.
+func (l *Log) EnableFeatures(ctx context.Context) error { return l.enableFeatures(ctx, l) }
+
 // WaitEnabled waits until feature name is enabled (the janitor enables a
 // gated feature once every live agent supports it), or ctx ends.
 func (l *Log) WaitEnabled(ctx context.Context, name string) error {

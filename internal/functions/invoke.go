@@ -3,6 +3,7 @@ package functions
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -544,4 +545,58 @@ func (inv *invocation) HTTPFetch(raw []byte) ([]byte, int32) {
 		}
 	}
 	return encodeResponse(&out), 0
+}
+
+// maxReadRecords bounds the records of one read; their bytes are bounded
+// by the output limit.
+const maxReadRecords = 1000
+
+// Read serves twoway_v1.read: committed records of a partition, not
+// guarded (a read sees what is committed when it runs).
+func (inv *invocation) Read(topic string, partition int32, offset int64, max int32) ([]byte, int32) {
+	if !inv.granted("read:" + topic) {
+		return nil, wasm.ErrDenied
+	}
+	if max <= 0 || partition < 0 || offset < 0 {
+		return nil, wasm.ErrInvalid
+	}
+	recs, res, err := inv.b.m.streams.Read(inv.ctx, topic, partition, offset, min(int(max), maxReadRecords), 0)
+	var oor *stream.OffsetOutOfRangeError
+	switch {
+	case errors.Is(err, stream.ErrUnknownTopic), errors.Is(err, stream.ErrUnknownPartition):
+		return nil, wasm.ErrNotFound
+	case errors.As(err, &oor):
+		return nil, wasm.ErrInvalid
+	case err != nil:
+		inv.logger.Warn("read failed", "topic", topic, "partition", partition, "offset", offset, "err", err)
+		return nil, wasm.ErrFailed
+	}
+	e := &enc{}
+	e.i64(res.LogStart)
+	e.i64(res.HighWatermark)
+	countAt := len(e.b)
+	e.u32(0)
+	n := 0
+	for _, r := range recs {
+		before := len(e.b)
+		e.i64(r.Offset)
+		e.i64(r.Timestamp)
+		e.nullable(r.Key)
+		e.nullable(r.Value)
+		e.u32(uint32(len(r.Headers)))
+		for _, h := range r.Headers {
+			e.str(h.Key)
+			e.bytes(h.Value)
+		}
+		if len(e.b) > inv.d.Limits.MaxOutput {
+			if n == 0 {
+				return nil, wasm.ErrTooLarge
+			}
+			e.b = e.b[:before]
+			break
+		}
+		n++
+	}
+	binary.LittleEndian.PutUint32(e.b[countAt:], uint32(n))
+	return e.b, 0
 }

@@ -312,9 +312,11 @@ func (m *Module) Deploy(ctx context.Context, req DeployRequest) (Deployment, err
 		}
 	}
 	for _, g := range req.Grants {
-		if t, ok := strings.CutPrefix(g, "publish:"); ok {
-			if _, err := m.streams.Topic(t); err != nil {
-				return Deployment{}, fmt.Errorf("--grant %s: %w", g, err)
+		for _, p := range []string{"publish:", "read:"} {
+			if t, ok := strings.CutPrefix(g, p); ok {
+				if _, err := m.streams.Topic(t); err != nil {
+					return Deployment{}, fmt.Errorf("--grant %s: %w", g, err)
+				}
 			}
 		}
 	}
@@ -387,6 +389,11 @@ func (m *Module) commitDeploy(ctx context.Context, d Deployment) (Deployment, er
 func (m *Module) propose(ctx context.Context, entries ...commitlog.Entry) ([]any, error) {
 	for _, f := range []string{"type:300", commitlog.AllFeature} {
 		if !m.log.Enabled(f) {
+			// Without waiting for the janitor's next round (or for ever,
+			// in a one-shot command that runs none).
+			if err := m.log.EnableFeatures(ctx); err != nil {
+				m.logger.Warn("enabling features failed", "err", err)
+			}
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := m.log.WaitEnabled(wctx, f)
 			cancel()

@@ -136,6 +136,10 @@ func (h *recHost) HTTPFetch(req []byte) ([]byte, int32) {
 	h.rec("http_fetch", req)
 	return h.result, 0
 }
+func (h *recHost) Read(topic string, p int32, off int64, max int32) ([]byte, int32) {
+	h.rec("read", []byte(topic))
+	return h.result, 0
+}
 
 // hostCallerMemory is what the test writes into the module's memory:
 // letters, with invalid UTF-8 from invalidAt on.
@@ -275,6 +279,12 @@ func FuzzHostImports(f *testing.F) {
 					key = mem[p2 : p2+n2]
 				}
 				wantCall, want = ok && len(topic) > 0, [][]byte{topic, key, mem[p3 : p3+n3]}
+			}
+		case "read": // (topic ptr, topic len, partition, offset, max)
+			ranges = [][2]uint32{{p1, n1}}
+			if in(p1, n1) {
+				topic, ok := str(p1, n1)
+				wantCall, want = ok && len(topic) > 0, [][]byte{topic}
 			}
 		case "timer_set": // (name ptr, name len, at, payload ptr, payload len)
 			ranges = [][2]uint32{{p1, n1}, {p2, n2}}

@@ -28,6 +28,7 @@ type Host interface {
 	MetricAdd(name string, delta float64) int32
 	MetricSet(name string, value float64) int32
 	HTTPFetch(request []byte) ([]byte, int32)
+	Read(topic string, partition int32, offset int64, max int32) ([]byte, int32)
 }
 
 // ABI error codes, returned by imports (docs/FUNCTIONS.md).
@@ -174,6 +175,15 @@ var hostFuncs = []hostFunc{
 		v, rc := c.host().HTTPFetch(req)
 		s[0] = c.setResult(v, rc)
 	}},
+	{"read", "read:", []api.ValueType{i32, i32, i32, i64, i32}, []api.ValueType{i32}, func(c *callInfo, m api.Module, s []uint64) {
+		topic, ok := argString(m, "read", uint32(s[0]), uint32(s[1]))
+		if !ok || topic == "" {
+			s[0] = code(ErrInvalid)
+			return
+		}
+		v, rc := c.host().Read(topic, int32(s[2]), int64(s[3]), int32(s[4]))
+		s[0] = c.setResult(v, rc)
+	}},
 }
 
 func code(rc int32) uint64 { return uint64(uint32(rc)) }
@@ -237,17 +247,18 @@ func (c *callInfo) host() Host {
 // noHost serves plain calls (Module.Call): every capability is denied.
 type noHost struct{}
 
-func (noHost) Log(int32, string)                     {}
-func (noHost) StateGet(string, bool) ([]byte, int32) { return nil, ErrDenied }
-func (noHost) StateSet([]byte) int32                 { return ErrDenied }
-func (noHost) StateDelete() int32                    { return ErrDenied }
-func (noHost) Publish(string, []byte, []byte) int32  { return ErrDenied }
-func (noHost) TimerSet(string, int64, []byte) int32  { return ErrDenied }
-func (noHost) TimerCancel(string) int32              { return ErrDenied }
-func (noHost) ConfigGet(string) ([]byte, int32)      { return nil, ErrNotFound }
-func (noHost) MetricAdd(string, float64) int32       { return ErrDenied }
-func (noHost) MetricSet(string, float64) int32       { return ErrDenied }
-func (noHost) HTTPFetch([]byte) ([]byte, int32)      { return nil, ErrDenied }
+func (noHost) Log(int32, string)                                {}
+func (noHost) StateGet(string, bool) ([]byte, int32)            { return nil, ErrDenied }
+func (noHost) StateSet([]byte) int32                            { return ErrDenied }
+func (noHost) StateDelete() int32                               { return ErrDenied }
+func (noHost) Publish(string, []byte, []byte) int32             { return ErrDenied }
+func (noHost) TimerSet(string, int64, []byte) int32             { return ErrDenied }
+func (noHost) TimerCancel(string) int32                         { return ErrDenied }
+func (noHost) ConfigGet(string) ([]byte, int32)                 { return nil, ErrNotFound }
+func (noHost) MetricAdd(string, float64) int32                  { return ErrDenied }
+func (noHost) MetricSet(string, float64) int32                  { return ErrDenied }
+func (noHost) HTTPFetch([]byte) ([]byte, int32)                 { return nil, ErrDenied }
+func (noHost) Read(string, int32, int64, int32) ([]byte, int32) { return nil, ErrDenied }
 
 // instantiateHost defines the twoway_v1 module in rt.
 func (r *Runtime) instantiateHost(ctx context.Context, rt wazero.Runtime) error {

@@ -59,6 +59,9 @@ declare function host_metric_set(namePtr: usize, nameLen: usize, value: f64): i3
 // @ts-ignore: decorator
 @external("twoway_v1", "http_fetch")
 declare function host_http_fetch(reqPtr: usize, reqLen: usize): i32;
+// @ts-ignore: decorator
+@external("twoway_v1", "read")
+declare function host_read(topicPtr: usize, topicLen: usize, partition: i32, offset: i64, max: i32): i32;
 
 // ---------------------------------------------------------------------------
 // Error codes. Imports return a value >= 0 on success, one of these on
@@ -411,6 +414,55 @@ export namespace metrics {
   export function set(name: string, value: f64): i32 {
     const n = utf8(name);
     return host_metric_set(changetype<usize>(n), n.byteLength, value);
+  }
+}
+
+/** What topics.read returns: the records and the partition's range. */
+export class ReadResult {
+  /** The partition's first offset. */
+  logStart: i64 = 0;
+  /** The offset its next record will get. */
+  highWatermark: i64 = 0;
+  records: Record[] = [];
+}
+
+/** Reading topics (grant read:TOPIC). */
+export namespace topics {
+  /**
+   * Up to `max` committed records of `topic`'s `partition` from `offset`,
+   * or null (lastError(): DENIED, NOT_FOUND, INVALID for an offset out of
+   * range). Not part of the invocation's commit: it sees what is
+   * committed when it runs.
+   */
+  export function read(topic: string, partition: i32, offset: i64, max: i32): ReadResult | null {
+    const t = utf8(topic);
+    const out = result(host_read(changetype<usize>(t), t.byteLength, partition, offset, max));
+    if (out === null) return null;
+    const r = new Reader(out.dataStart, out.byteLength);
+    const res = new ReadResult();
+    res.logStart = r.i64();
+    res.highWatermark = r.i64();
+    const n = r.u32();
+    for (let i: u32 = 0; i < n && r.ok; i++) {
+      const rec = new Record();
+      rec.topic = topic;
+      rec.partition = <u32>partition;
+      rec.offset = r.i64();
+      rec.timestampMs = r.i64();
+      rec.recordKey = r.nullableBytes();
+      rec.value = r.nullableBytes();
+      const nh = r.u32();
+      for (let j: u32 = 0; j < nh && r.ok; j++) {
+        const name = r.str();
+        rec.headers.push(new RecordHeader(name, r.bytes()));
+      }
+      res.records.push(rec);
+    }
+    if (!r.ok) {
+      lastErr = INVALID;
+      return null;
+    }
+    return res;
   }
 }
 
