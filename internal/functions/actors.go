@@ -171,7 +171,7 @@ func (m *Module) timerSet(fn string, t fired) bool {
 	set := false
 	m.log.View(m.st, func() {
 		if f := m.st.fns[fn]; f != nil {
-			cur, ok := f.Timers[t.Key][t.Name]
+			cur, ok := f.Timers.get(t.Key, t.Name)
 			set = ok && cur.ID == t.ID
 		}
 	})

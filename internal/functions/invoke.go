@@ -438,7 +438,7 @@ func (inv *invocation) TimerCancel(name string) int32 {
 	if !set {
 		inv.b.m.log.View(inv.b.m.st, func() {
 			if f := inv.b.m.st.fns[inv.d.Name]; f != nil {
-				_, set = f.Timers[inv.key][name]
+				_, set = f.Timers.get(inv.key, name)
 			}
 		})
 	}

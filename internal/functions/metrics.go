@@ -75,9 +75,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	m.log.View(m.st, func() {
 		for name, f := range m.st.fns {
 			s := &fnStats{actors: f.Actors, bytes: f.StateBytes, pos: map[string]int64{}, subscribe: f.live().Subscribe}
-			for _, ts := range f.Timers {
-				s.timers += int64(len(ts))
-			}
+			s.timers = int64(f.Timers.Len())
 			for k, v := range f.Positions {
 				s.pos[k] = v
 			}

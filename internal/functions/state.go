@@ -76,8 +76,9 @@ type function struct {
 	Current int `json:"current"`
 	// Positions: "topic/partition" -> the next input offset.
 	Positions map[string]int64 `json:"positions,omitempty"`
-	// Timers: actor key -> timer name -> timer.
-	Timers map[string]map[string]Timer `json:"timers,omitempty"`
+	// Timers: actor key -> timer name -> timer (encoded beside the
+	// functions in a snapshot; see Snapshot).
+	Timers *timerSet `json:"-"`
 	// Actors and StateBytes count the actors with state and their bytes.
 	Actors     int64 `json:"actors,omitempty"`
 	StateBytes int64 `json:"state_bytes,omitempty"`
@@ -195,7 +196,7 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		}
 		f := s.fns[d.Name]
 		if f == nil {
-			f = &function{}
+			f = &function{Timers: newTimerSet()}
 			s.fns[d.Name] = f
 		}
 		d.Version = len(f.History) + 1
@@ -260,7 +261,7 @@ func (s *state) applyEffects(seq uint64, blob commitlog.Ref, ef *effects) error 
 		}
 	}
 	for _, t := range ef.Fired {
-		if cur, ok := f.Timers[t.Key][t.Name]; !ok || cur.ID != t.ID {
+		if cur, ok := f.Timers.get(t.Key, t.Name); !ok || cur.ID != t.ID {
 			return fmt.Errorf("%w: %s timer %q of %q was replaced or has fired", ErrConflict, ef.Fn, t.Name, t.Key)
 		}
 	}
@@ -277,7 +278,7 @@ func (s *state) applyEffects(seq uint64, blob commitlog.Ref, ef *effects) error 
 		f.Positions[posKey(in.Topic, in.Partition)] = in.To
 	}
 	for _, t := range ef.Fired {
-		f.deleteTimer(t.Key, t.Name)
+		f.Timers.del(t.Key, t.Name)
 	}
 	for _, w := range ef.Writes {
 		k := actorKey(ef.Fn, w.Key)
@@ -295,32 +296,27 @@ func (s *state) applyEffects(seq uint64, blob commitlog.Ref, ef *effects) error 
 	}
 	for _, t := range ef.Timers {
 		if t.Cancel {
-			f.deleteTimer(t.Key, t.Name)
+			f.Timers.del(t.Key, t.Name)
 			continue
 		}
-		if f.Timers == nil {
-			f.Timers = map[string]map[string]Timer{}
-		}
-		if f.Timers[t.Key] == nil {
-			f.Timers[t.Key] = map[string]Timer{}
-		}
 		s.nextTimer++
-		f.Timers[t.Key][t.Name] = Timer{AtMs: t.AtMs, ID: s.nextTimer, Payload: t.Payload}
+		f.Timers.set(t.Key, t.Name, Timer{AtMs: t.AtMs, ID: s.nextTimer, Payload: t.Payload})
 	}
 	return nil
 }
 
-func (f *function) deleteTimer(key, name string) {
-	delete(f.Timers[key], name)
-	if len(f.Timers[key]) == 0 {
-		delete(f.Timers, key)
-	}
-}
-
 // snapshotJSON is the encoding of everything but the actors' index.
 type snapshotJSON struct {
-	Functions map[string]*function `json:"functions"`
-	NextTimer uint64               `json:"next_timer"`
+	Functions json.RawMessage `json:"functions"`
+	NextTimer uint64          `json:"next_timer"`
+	// Timers: function -> actor key -> timer name -> timer.
+	Timers map[string]*frozenTimers `json:"timers,omitempty"`
+}
+
+type snapshotRead struct {
+	Functions map[string]*function                  `json:"functions"`
+	NextTimer uint64                                `json:"next_timer"`
+	Timers    map[string]map[string]map[string]Timer `json:"timers"`
 }
 
 // Snapshot encoding: "TWFN" 0x01, u32 length of the JSON part, the JSON
@@ -328,11 +324,24 @@ type snapshotJSON struct {
 const snapMagic = "TWFN\x01"
 
 func (s *state) Snapshot() func() ([]byte, error) {
-	// Functions change in place (positions, timers): copy them deeply
-	// now, through JSON, which is also their encoding.
-	js, err := json.Marshal(snapshotJSON{Functions: s.fns, NextTimer: s.nextTimer})
+	// Functions change in place (positions): copy them deeply now,
+	// through JSON, which is also their encoding; they are small. Timers
+	// and actors, which may be millions, are captured copy-on-write and
+	// encoded later.
+	fns, err := json.Marshal(s.fns)
+	timers := map[string]*frozenTimers{}
+	for name, f := range s.fns {
+		if f.Timers.Len() > 0 {
+			timers[name] = f.Timers.capture()
+		}
+	}
+	next := s.nextTimer
 	frozen := s.actors.Capture()
 	return func() ([]byte, error) {
+		if err != nil {
+			return nil, err
+		}
+		js, err := json.Marshal(snapshotJSON{Functions: fns, NextTimer: next, Timers: timers})
 		if err != nil {
 			return nil, err
 		}
@@ -356,7 +365,7 @@ func (s *state) Restore(b []byte) error {
 	if n > len(b) {
 		return fmt.Errorf("functions snapshot: truncated")
 	}
-	var sj snapshotJSON
+	var sj snapshotRead
 	if err := json.Unmarshal(b[:n], &sj); err != nil {
 		return fmt.Errorf("functions snapshot: %w", err)
 	}
@@ -366,6 +375,9 @@ func (s *state) Restore(b []byte) error {
 	}
 	if sj.Functions == nil {
 		sj.Functions = map[string]*function{}
+	}
+	for name, f := range sj.Functions {
+		f.Timers = timerSetFrom(sj.Timers[name])
 	}
 	s.fns, s.actors, s.nextTimer = sj.Functions, actors, sj.NextTimer
 	return nil

@@ -356,13 +356,11 @@ func (m *Module) timers(ctx context.Context) {
 		nowMs := now.UnixMilli()
 		m.log.View(m.st, func() {
 			for fn, f := range m.st.fns {
-				for key, ts := range f.Timers {
-					for name, t := range ts {
-						if t.AtMs <= nowMs && !inflight[t.ID] && len(dues) < 10000 {
-							dues = append(dues, due{fn, key, name, t})
-						}
+				f.Timers.Range(func(key, name string, t Timer) {
+					if t.AtMs <= nowMs && !inflight[t.ID] && len(dues) < 10000 {
+						dues = append(dues, due{fn, key, name, t})
 					}
-				}
+				})
 			}
 		})
 		for _, d := range dues {

@@ -126,9 +126,9 @@ func TestTimersSurviveRestart(t *testing.T) {
 	a.produce(t, "telemetry", "d1", `{"temp": 20}`)
 	a.waitCaughtUp(t, "device-twin", "telemetry", 60*time.Second)
 	var timers int
-	a.set.Log().View(a.fns.st, func() { timers = len(a.fns.st.fns["device-twin"].Timers) })
+	a.set.Log().View(a.fns.st, func() { timers = a.fns.st.fns["device-twin"].Timers.Len() })
 	if timers != 1 {
-		t.Fatalf("%d actors with timers, want 1", timers)
+		t.Fatalf("%d timers, want 1", timers)
 	}
 	a.close()
 	b2 := startAgent(t, b, Config{Workers: true})
