@@ -314,8 +314,8 @@ type snapshotJSON struct {
 }
 
 type snapshotRead struct {
-	Functions map[string]*function                  `json:"functions"`
-	NextTimer uint64                                `json:"next_timer"`
+	Functions map[string]*function                   `json:"functions"`
+	NextTimer uint64                                 `json:"next_timer"`
 	Timers    map[string]map[string]map[string]Timer `json:"timers"`
 }
 
