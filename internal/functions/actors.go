@@ -41,8 +41,13 @@ const maxTurns = 64
 // changed the actor first.
 const maxConflicts = 100
 
-// enqueue queues c for actor key of function fn.
-func (m *Module) enqueue(fn, key string, c *call) {
+// maxQueued bounds the invocations waiting for one actor on an agent:
+// beyond it an invocation is refused (busy) rather than held in memory.
+const maxQueued = 4096
+
+// enqueue queues c for actor key of function fn; false if the actor's
+// mailbox is full.
+func (m *Module) enqueue(fn, key string, c *call) bool {
 	k := actorKey(fn, key)
 	m.mu.Lock()
 	box := m.boxes[k]
@@ -51,11 +56,16 @@ func (m *Module) enqueue(fn, key string, c *call) {
 		box = &mailbox{}
 		m.boxes[k] = box
 	}
+	if len(box.q) >= maxQueued {
+		m.mu.Unlock()
+		return false
+	}
 	box.q = append(box.q, c)
 	m.mu.Unlock()
 	if start {
 		go m.drain(fn, key, box)
 	}
+	return true
 }
 
 func (m *Module) drain(fn, key string, box *mailbox) {
@@ -187,7 +197,9 @@ func (m *Module) Invoke(ctx context.Context, fn, key string, keyed bool, method 
 		return m.unkeyed(ctx, fn, "invoke", id, event)
 	}
 	c := &call{trigger: "invoke", event: event, id: id, done: make(chan callResult, 1)}
-	m.enqueue(fn, key, c)
+	if !m.enqueue(fn, key, c) {
+		return Response{}, fmt.Errorf("%w: %d invocations of %s actor %q are already waiting on this agent", ErrBusy, maxQueued, fn, key)
+	}
 	select {
 	case r := <-c.done:
 		return r.resp, r.err

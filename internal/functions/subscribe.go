@@ -369,7 +369,10 @@ func (m *Module) timers(ctx context.Context) {
 				fired: &fired{Key: d.key, Name: d.name, ID: d.t.ID}, done: make(chan callResult, 1)}
 			d := d
 			c.event = func(id string) []byte { return timerEvent(d.key, id, d.name, d.t.AtMs, d.t.Payload) }
-			m.enqueue(d.fn, d.key, c)
+			if !m.enqueue(d.fn, d.key, c) {
+				delete(inflight, d.t.ID) // the next tick tries again
+				continue
+			}
 			go func() {
 				<-c.done
 				select {
