@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/twoway/twoway/internal/agent"
+	"github.com/twoway/twoway/internal/tlsconf"
 )
 
 const (
@@ -23,7 +24,10 @@ Front doors:
   Kafka (--kafka)  the Kafka wire protocol (docs/KAFKA.md): existing
                    producers, consumers and tools such as kcat work unchanged
 
-Listeners bind to 127.0.0.1 unless told otherwise.
+Listeners bind to 127.0.0.1 unless told otherwise. With --tls-cert and
+--tls-key both speak TLS (1.2 or later): HTTPS, and Kafka's SSL security
+protocol; the files are re-read when they change, for new connections.
+With --tls-client-ca, clients must present a certificate signed by it.
 
 The bucket is a local directory (a path or file:///path, created if missing)
 or S3 and compatible stores:
@@ -33,12 +37,15 @@ instance roles), never from the URL.
 `
 
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("serve", "twoway serve [--bucket URL] [--http ADDR] [--kafka ADDR] [--kafka-advertise HOST:PORT]", serveHelp)
+	fs := newFlagSet("serve", "twoway serve [--bucket URL] [--http ADDR] [--kafka ADDR] [--kafka-advertise HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]", serveHelp)
 	bucketURL := fs.String("bucket", defaultBucket, "bucket `URL`: a directory path, file:///path or s3://bucket/prefix?...")
 	httpAddr := fs.String("http", defaultHTTP, "`address` to serve HTTP on, host:port (port 0 picks a free port)")
 	kafkaAddr := fs.String("kafka", defaultKafka, "`address` to serve the Kafka protocol on, host:port (empty: no Kafka listener)")
 	kafkaAdvertise := fs.String("kafka-advertise", "", "`host:port` Kafka clients are told to connect to (default: the --kafka address)")
 	linger := fs.lingerFlag("extra group-commit `wait`: how long a produce waits for others to share its commit\n(default 0 on a directory: commit at once when no commit is in flight; 100ms on S3, where each PUT costs money)")
+	tlsCert := fs.String("tls-cert", "", "PEM `file` of the certificate (chain) both listeners serve TLS with; reloaded when it changes")
+	tlsKey := fs.String("tls-key", "", "PEM `file` of the certificate's private key")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file` of the CA client certificates must be signed by: clients without one are refused,\nand a certificate's subject is its connection's principal (User:CN=...)")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
@@ -46,6 +53,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	a, err := agent.Open(ctx, agent.Config{
 		HintAddr:       *hint,
+		TLS:            tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA},
 		Bucket:         *bucketURL,
 		HTTPAddr:       *httpAddr,
 		KafkaAddr:      *kafkaAddr,

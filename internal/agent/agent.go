@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/twoway/twoway/internal/kafka"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/stream"
+	"github.com/twoway/twoway/internal/tlsconf"
 )
 
 // Config describes an agent. Open fills the defaults (zero values) and
@@ -38,6 +40,9 @@ type Config struct {
 	HTTPAddr string
 	// KafkaAddr is where to serve the Kafka protocol; empty serves none.
 	KafkaAddr string
+	// TLS, when its files are set, makes both listeners speak TLS (HTTPS,
+	// and Kafka's SSL), the certificate reloaded when its files change.
+	TLS tlsconf.Files
 	// KafkaAdvertise is the host:port Kafka clients are told to connect to
 	// (Metadata, FindCoordinator). Default: the address listened on.
 	KafkaAdvertise string
@@ -85,6 +90,7 @@ type Agent struct {
 	Functions *functions.Module
 	kind      bucketurl.Kind
 	set       *module.Set
+	tls       *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -107,6 +113,13 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Registry = httpapi.NewRegistry()
 	}
 	a := &Agent{cfg: cfg, kind: loc.Kind}
+	if cfg.TLS.Enabled() {
+		r, err := tlsconf.New(cfg.TLS, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		a.tls = r.Config()
+	}
 	a.Bucket = instrument.Wrap(raw, cfg.Registry)
 	if err := checkBucket(ctx, a.Bucket); err != nil {
 		return nil, err
@@ -157,6 +170,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.set = set
 	if cfg.KafkaAddr != "" {
 		a.Kafka = kafka.NewServer(kafka.Config{
+			TLS:       a.tls,
 			Service:   a.Service,
 			Addr:      cfg.KafkaAddr,
 			Advertise: cfg.KafkaAdvertise,
@@ -229,8 +243,12 @@ func (a *Agent) Serve(ctx context.Context) error {
 			return fmt.Errorf("HTTP address %s: %w", a.cfg.HTTPAddr, err)
 		}
 		a.addListener(ln)
+		scheme := "http://"
+		if a.tls != nil {
+			ln, scheme = tls.NewListener(ln, a.tls), "https://"
+		}
 		httpLn = ln
-		attrs = append(attrs, "http", "http://"+ln.Addr().String())
+		attrs = append(attrs, "http", scheme+ln.Addr().String())
 		running++
 	}
 	attrs = append(attrs, kafkaAttrs...)

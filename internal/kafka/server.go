@@ -13,6 +13,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"github.com/twoway/twoway/internal/codec" // also installs stream.Decompress
 	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
+	"github.com/twoway/twoway/internal/tlsconf"
 )
 
 // Defaults for Config.
@@ -79,6 +81,10 @@ type Config struct {
 	ClusterID string
 	// Logger receives the server's log lines. Default slog.Default().
 	Logger *slog.Logger
+	// TLS, if set, makes the listener speak TLS (Kafka's SSL security
+	// protocol); a client certificate's subject is the connection's
+	// principal.
+	TLS *tls.Config
 	// Groups serves the consumer-group APIs. Nil answers them with
 	// COORDINATOR_NOT_AVAILABLE.
 	Groups GroupHandler
@@ -221,6 +227,9 @@ func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("kafka: listen: %w", err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	adv := s.cfg.Advertise
 	if adv == "" {
@@ -375,14 +384,20 @@ func (s *Server) Close() error {
 // conn is one client connection. A reader goroutine reads and decodes
 // frames and starts a goroutine per request; a writer goroutine writes the
 // responses in request order.
+// handshakeTimeout bounds a TLS handshake.
+const handshakeTimeout = 10 * time.Second
+
 type conn struct {
-	s      *Server
-	nc     net.Conn
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
-	queue  chan *slot
-	budget byteBudget // request bytes in flight
+	s  *Server
+	nc net.Conn
+	// principal is who the client is ("User:CN=..." from a TLS client
+	// certificate; "" on a plaintext listener).
+	principal string
+	log       *slog.Logger
+	ctx       context.Context
+	cancel    context.CancelFunc
+	queue     chan *slot
+	budget    byteBudget // request bytes in flight
 	// decompressed bounds the decompressed bytes of the produce requests in
 	// flight (see decompression).
 	decompressed byteBudget
@@ -449,6 +464,22 @@ func (c *conn) readLoop() {
 			c.close()
 		}
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// The handshake first, within 10 s (or the idle timeout), so a
+		// bad one is logged as such and the principal is known.
+		tc.SetDeadline(time.Now().Add(min(c.s.cfg.IdleTimeout, handshakeTimeout)))
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Warn("kafka TLS handshake failed", "err", err)
+			}
+			c.close()
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		cs := tc.ConnectionState()
+		c.principal = tlsconf.Principal(&cs)
+		c.log = c.log.With("principal", c.principal)
+	}
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
 		frame, err := c.readFrame(br)
