@@ -66,6 +66,13 @@ Run "twoway fn <command> --help" for a command's flags.
 
 // withFunctions opens the connection as a functions client and runs f.
 func withFunctions(ctx context.Context, e *env, conn *connection, f func(c *functions.Client) error) error {
+	return withHTTP(ctx, e, conn, func(base string, hc *http.Client) error { return f(functions.NewClient(base, hc)) })
+}
+
+// withHTTP runs f with the agent's base URL and an HTTP client: the
+// agent at --server, or one this command opens on --bucket, served in
+// process.
+func withHTTP(ctx context.Context, e *env, conn *connection, f func(base string, hc *http.Client) error) error {
 	set := map[string]bool{}
 	conn.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["server"] && set["bucket"] {
@@ -76,14 +83,14 @@ func withFunctions(ctx context.Context, e *env, conn *connection, f func(c *func
 		if !strings.Contains(base, "://") {
 			base = "http://" + base
 		}
-		return conn.explain(f(functions.NewClient(base, nil)))
+		return conn.explain(f(base, http.DefaultClient))
 	}
 	a, err := agent.Open(ctx, agent.Config{Bucket: *conn.bucket, NoJanitor: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	return f(functions.NewClient("http://in-process", &http.Client{Transport: httpapi.InProcessTransport(a.HTTP)}))
+	return f("http://in-process", &http.Client{Transport: httpapi.InProcessTransport(a.HTTP)})
 }
 
 // multiFlag is a repeatable string flag.

@@ -46,6 +46,7 @@ var commands = []command{
 	{name: "topic", summary: "create, list, describe, alter and delete topics", run: runTopic},
 	{name: "produce", summary: "write lines of stdin to a topic as records", run: runProduce},
 	{name: "consume", summary: "print a topic's records", run: runConsume},
+	{name: "user", summary: "create, list and delete the users that authenticate (SASL, HTTP Basic)", run: runUser},
 	{name: "fn", summary: "deploy, list, invoke and roll back functions (WebAssembly)", run: runFn},
 	{name: "bench", summary: "measure a bucket's throughput and latency", run: runBench},
 }

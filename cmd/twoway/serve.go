@@ -37,7 +37,7 @@ instance roles), never from the URL.
 `
 
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("serve", "twoway serve [--bucket URL] [--http ADDR] [--kafka ADDR] [--kafka-advertise HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]", serveHelp)
+	fs := newFlagSet("serve", "twoway serve [--bucket URL] [--http ADDR] [--kafka ADDR] [--kafka-advertise HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth]", serveHelp)
 	bucketURL := fs.String("bucket", defaultBucket, "bucket `URL`: a directory path, file:///path or s3://bucket/prefix?...")
 	httpAddr := fs.String("http", defaultHTTP, "`address` to serve HTTP on, host:port (port 0 picks a free port)")
 	kafkaAddr := fs.String("kafka", defaultKafka, "`address` to serve the Kafka protocol on, host:port (empty: no Kafka listener)")
@@ -46,6 +46,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "PEM `file` of the certificate (chain) both listeners serve TLS with; reloaded when it changes")
 	tlsKey := fs.String("tls-key", "", "PEM `file` of the certificate's private key")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file` of the CA client certificates must be signed by: clients without one are refused,\nand a certificate's subject is its connection's principal (User:CN=...)")
+	authOn := fs.Bool("auth", false, "require authentication on both listeners: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\non Kafka, HTTP Basic on HTTP, with the users of `twoway user create`")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
@@ -53,6 +54,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	a, err := agent.Open(ctx, agent.Config{
 		HintAddr:       *hint,
+		Auth:           *authOn,
 		TLS:            tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA},
 		Bucket:         *bucketURL,
 		HTTPAddr:       *httpAddr,

@@ -21,6 +21,7 @@ import (
 	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/bucket/bucketurl"
 	"github.com/twoway/twoway/bucket/instrument"
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/functions"
 	"github.com/twoway/twoway/internal/groups"
@@ -43,6 +44,11 @@ type Config struct {
 	// TLS, when its files are set, makes both listeners speak TLS (HTTPS,
 	// and Kafka's SSL), the certificate reloaded when its files change.
 	TLS tlsconf.Files
+	// Auth requires authentication on both listeners: SASL on Kafka
+	// (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), HTTP Basic on HTTP, with the
+	// users in the log. Without it SASL is still served to clients that
+	// ask.
+	Auth bool
 	// KafkaAdvertise is the host:port Kafka clients are told to connect to
 	// (Metadata, FindCoordinator). Default: the address listened on.
 	KafkaAdvertise string
@@ -88,9 +94,11 @@ type Agent struct {
 	Groups  *groups.Coordinator
 	// Functions is the functions module (deployments, invocations).
 	Functions *functions.Module
-	kind      bucketurl.Kind
-	set       *module.Set
-	tls       *tls.Config // nil: plaintext
+	// Users is the security module: users and their authentication.
+	Users *auth.Module
+	kind  bucketurl.Kind
+	set   *module.Set
+	tls   *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -154,7 +162,12 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	// The HTTP server exists before the modules start, which register
 	// their routes on it; its health checks read the log once it is open.
 	var set *module.Set
-	a.HTTP = httpapi.New(httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }})
+	a.Users = auth.New()
+	hcfg := httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }}
+	if cfg.Auth {
+		hcfg.Authenticate = a.Users.BasicAuth
+	}
+	a.HTTP = httpapi.New(hcfg)
 	// The module list. Every agent assembles every module, whichever front
 	// doors it serves: an agent lacking a module's owners would stop at
 	// the first entry of its types another agent commits.
@@ -162,6 +175,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Service,
 		gm,
 		a.Functions,
+		a.Users,
 	}
 	set, err = module.Open(ctx, module.Config{Bucket: a.Bucket, Log: opts, HTTP: a.HTTP, Metrics: cfg.Registry, Logger: cfg.Logger}, mods...)
 	if err != nil {
@@ -170,12 +184,14 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.set = set
 	if cfg.KafkaAddr != "" {
 		a.Kafka = kafka.NewServer(kafka.Config{
-			TLS:       a.tls,
-			Service:   a.Service,
-			Addr:      cfg.KafkaAddr,
-			Advertise: cfg.KafkaAdvertise,
-			Groups:    a.Groups,
-			Logger:    cfg.Logger,
+			TLS:         a.tls,
+			Auth:        a.Users,
+			RequireAuth: cfg.Auth,
+			Service:     a.Service,
+			Addr:        cfg.KafkaAddr,
+			Advertise:   cfg.KafkaAdvertise,
+			Groups:      a.Groups,
+			Logger:      cfg.Logger,
 		})
 	}
 	registerLogMetrics(cfg.Registry, a.Log())

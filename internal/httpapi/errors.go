@@ -28,6 +28,7 @@ const (
 	CodeOutcomeUnknown   = "outcome_unknown"     // 503: the write may or may not have been committed
 	CodeUnavailable      = "unavailable"         // 503: the agent cannot serve now (stopping, bucket unreachable)
 	CodeInternal         = "internal"            // 500
+	CodeUnauthorized     = "unauthorized"        // 401: no or bad credentials
 )
 
 // retryAfter is what 503 answers ask clients to wait.

@@ -45,6 +45,10 @@ type Config struct {
 	// Health reports the agent's commit log for /healthz and /readyz. Nil
 	// means a process with no log: always alive and ready.
 	Health func() commitlog.Health
+	// Authenticate, if set, is asked about every request but the health
+	// checks and /metrics: it returns the request's principal, or false
+	// to answer 401 (HTTP Basic with the agent's users).
+	Authenticate func(r *http.Request) (principal string, ok bool)
 }
 
 // Server serves twoway's HTTP API. Routes are net/http ServeMux patterns with
@@ -60,6 +64,8 @@ type Server struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	health   func() commitlog.Health
+	// authenticate: see Config.Authenticate.
+	authenticate func(r *http.Request) (string, bool)
 }
 
 // NewRegistry returns a Prometheus registry holding the Go runtime and
@@ -88,6 +94,8 @@ func New(cfg Config) *Server {
 		timeout: cfg.ShutdownTimeout,
 		maxBody: cfg.MaxBodyBytes,
 		health:  cfg.Health,
+
+		authenticate: cfg.Authenticate,
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.maxBody <= 0 {
@@ -127,7 +135,20 @@ func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Re
 
 // ServeHTTP makes a Server an http.Handler, for tests and for embedding it in
 // another server.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.authenticate != nil && !openPath(r.URL.Path) {
+		if _, ok := s.authenticate(r); !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="twoway", charset="UTF-8"`)
+			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+				Message: "authentication required: HTTP Basic with a twoway user (twoway user create)"})
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// openPath is what probes and scrapers reach without authenticating.
+func openPath(p string) bool { return p == "/healthz" || p == "/readyz" || p == "/metrics" }
 
 // Serve serves HTTP on ln until ctx ends, then shuts down gracefully: it stops
 // accepting connections, ends long polls early (they answer with what they

@@ -51,10 +51,9 @@ func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Reque
 	case *kmsg.InitProducerIDRequest:
 		return s.initProducerID(ctx, r), false
 	case *kmsg.SASLHandshakeRequest:
-		c.log.Warn("kafka client asked for SASL, which twoway does not support; connect without SASL", "client_id", h.clientID, "mechanism", r.Mechanism)
-		resp := r.ResponseKind().(*kmsg.SASLHandshakeResponse)
-		resp.ErrorCode, resp.SupportedMechanisms = kerr.UnsupportedSaslMechanism.Code, []string{}
-		return resp, false
+		return s.saslHandshake(c, h, r)
+	case *kmsg.SASLAuthenticateRequest:
+		return s.saslAuthenticate(c, h, r)
 	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.EndTxnRequest, *kmsg.TxnOffsetCommitRequest:
 		c.log.Warn("kafka client sent a transaction request; "+errTransactions.Error(), "api", kmsg.NameForKey(h.key), "client_id", h.clientID)
 		return txnError(req, kerr.InvalidRequest.Code), false

@@ -25,11 +25,13 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/codec" // also installs stream.Decompress
 	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
@@ -85,6 +87,12 @@ type Config struct {
 	// protocol); a client certificate's subject is the connection's
 	// principal.
 	TLS *tls.Config
+	// Auth, if set, serves SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
+	// with its users; RequireAuth then refuses every request but
+	// ApiVersions and the SASL ones until a connection has authenticated
+	// (SASL_PLAINTEXT, or SASL_SSL with TLS).
+	Auth        *auth.Module
+	RequireAuth bool
 	// Groups serves the consumer-group APIs. Nil answers them with
 	// COORDINATOR_NOT_AVAILABLE.
 	Groups GroupHandler
@@ -391,13 +399,19 @@ type conn struct {
 	s  *Server
 	nc net.Conn
 	// principal is who the client is ("User:CN=..." from a TLS client
-	// certificate; "" on a plaintext listener).
+	// certificate, "User:NAME" once SASL authenticated it; "" on a
+	// plaintext listener).
 	principal string
-	log       *slog.Logger
-	ctx       context.Context
-	cancel    context.CancelFunc
-	queue     chan *slot
-	budget    byteBudget // request bytes in flight
+	// The SASL exchange, under saslMu (SASL requests are handled by the
+	// reader, in order); authenticated is set when one succeeded.
+	saslMu        sync.Mutex
+	sasl          auth.Exchange
+	authenticated atomic.Bool
+	log           *slog.Logger
+	ctx           context.Context
+	cancel        context.CancelFunc
+	queue         chan *slot
+	budget        byteBudget // request bytes in flight
 	// decompressed bounds the decompressed bytes of the produce requests in
 	// flight (see decompression).
 	decompressed byteBudget
@@ -500,6 +514,12 @@ func (c *conn) readLoop() {
 			c.budget.release(len(frame))
 			return
 		}
+		isSASL := h.key == 17 || h.key == 36
+		if c.s.cfg.RequireAuth && !c.authenticated.Load() && !isSASL && h.key != apiVersionsKey {
+			c.log.Warn("kafka request before SASL authentication; closing the connection", "api", kmsg.NameForKey(h.key), "client_id", h.clientID)
+			c.budget.release(len(frame))
+			return
+		}
 		sl := &slot{done: make(chan struct{}), size: len(frame)}
 		select {
 		case c.queue <- sl:
@@ -508,6 +528,12 @@ func (c *conn) readLoop() {
 		}
 		turns := c.orderProduce(req)
 		c.s.wg.Add(1) // the reader's own count keeps the group above zero
+		if isSASL {
+			// In order, before the next frame is read: a request that
+			// follows a successful authentication must see it.
+			c.handle(h, req, sl, turns)
+			continue
+		}
 		go c.handle(h, req, sl, turns)
 	}
 }

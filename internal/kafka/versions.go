@@ -36,7 +36,8 @@ var served = map[int16]apiRange{
 	37: {0, 3, true},  // CreatePartitions
 	44: {0, 1, true},  // IncrementalAlterConfigs
 	60: {0, 2, true},  // DescribeCluster
-	17: {0, 1, false}, // SASLHandshake: answered "no mechanisms"
+	17: {0, 1, false}, // SASLHandshake: advertised with a SASL authenticator, else answered "no mechanisms"
+	36: {0, 2, false}, // SASLAuthenticate: advertised with a SASL authenticator
 	24: {0, 5, false}, // AddPartitionsToTxn: answered "not supported"
 	25: {0, 4, false}, // AddOffsetsToTxn
 	26: {0, 5, false}, // EndTxn
@@ -77,7 +78,8 @@ func isGroupAPI(key int16) bool {
 func (s *Server) advertised() []kmsg.ApiVersionsResponseApiKey {
 	var out []kmsg.ApiVersionsResponseApiKey
 	for k, r := range apis {
-		if !r.advertise {
+		sasl := (k == 17 || k == 36) && s.cfg.Auth != nil
+		if !r.advertise && !sasl {
 			continue
 		}
 		out = append(out, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: r.min, MaxVersion: r.max})

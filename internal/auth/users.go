@@ -1,0 +1,301 @@
+// Package auth keeps users in the log and authenticates them: SASL PLAIN,
+// SCRAM-SHA-256 and SCRAM-SHA-512 for the Kafka listener, HTTP Basic for
+// the HTTP one. A user's password is never stored: the log holds, per
+// SCRAM mechanism, a random salt, the iteration count and the stored and
+// server keys of RFC 5802 (the derived password itself is not kept
+// either); PLAIN and Basic are checked against the SCRAM-SHA-256 ones.
+// Every agent applies the same user entries, so a user created through
+// one agent authenticates on any other from the next commit on.
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"unicode"
+
+	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/module"
+)
+
+// Entry types 500-599 belong to security; all gated.
+const (
+	// TypeUserSet creates a user or replaces its credentials.
+	TypeUserSet uint16 = 500
+	// TypeUserDelete deletes a user.
+	TypeUserDelete uint16 = 501
+)
+
+// SCRAM mechanisms.
+const (
+	ScramSHA256 = "SCRAM-SHA-256"
+	ScramSHA512 = "SCRAM-SHA-512"
+	Plain       = "PLAIN"
+)
+
+// Mechanisms are the SCRAM mechanisms a user may have credentials for.
+var Mechanisms = []string{ScramSHA256, ScramSHA512}
+
+// DefaultIterations is the SCRAM iteration count of new credentials
+// (Kafka's minimum is 4096).
+const DefaultIterations = 8192
+
+// Credential is one mechanism's SCRAM credential.
+type Credential struct {
+	Salt       []byte `json:"salt"`
+	Iterations int    `json:"iterations"`
+	StoredKey  []byte `json:"stored_key"`
+	ServerKey  []byte `json:"server_key"`
+}
+
+// User is a user as the log keeps it.
+type User struct {
+	Name        string                `json:"name"`
+	Credentials map[string]Credential `json:"credentials"`
+	CreatedMs   int64                 `json:"created_ms"`
+}
+
+func hashFor(mech string) func() hash.Hash {
+	if mech == ScramSHA512 {
+		return sha512.New
+	}
+	return sha256.New
+}
+
+func hmacSum(h func() hash.Hash, key, msg []byte) []byte {
+	m := hmac.New(h, key)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// NewCredential derives mech's credential for password with a new salt.
+func NewCredential(mech, password string, iterations int) (Credential, error) {
+	salt := make([]byte, 24)
+	if _, err := rand.Read(salt); err != nil {
+		return Credential{}, err
+	}
+	return credentialFor(mech, password, salt, iterations)
+}
+
+func credentialFor(mech, password string, salt []byte, iterations int) (Credential, error) {
+	h := hashFor(mech)
+	salted, err := pbkdf2.Key(h, password, salt, iterations, h().Size())
+	if err != nil {
+		return Credential{}, err
+	}
+	clientKey := hmacSum(h, salted, []byte("Client Key"))
+	stored := h()
+	stored.Write(clientKey)
+	return Credential{Salt: salt, Iterations: iterations, StoredKey: stored.Sum(nil), ServerKey: hmacSum(h, salted, []byte("Server Key"))}, nil
+}
+
+// ValidateName checks a user name: 1 to 128 printable characters, no
+// spaces, commas or colons (they delimit SASL and Basic messages).
+func ValidateName(n string) error {
+	if n == "" || len(n) > 128 {
+		return fmt.Errorf("user name %q: use 1 to 128 characters", n)
+	}
+	for _, r := range n {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == ',' || r == ':' || r == '=' {
+			return fmt.Errorf("user name %q: no spaces, commas, colons, equals signs or control characters", n)
+		}
+	}
+	return nil
+}
+
+// ErrNoUser is the result of deleting a user that does not exist.
+var ErrNoUser = errors.New("no such user")
+
+// state is the users Owner.
+type state struct {
+	users map[string]User
+}
+
+func (s *state) Name() string             { return "users" }
+func (s *state) Types() []uint16          { return []uint16{TypeUserSet, TypeUserDelete} }
+func (s *state) GatedTypes() []uint16     { return s.Types() }
+func (s *state) Reset()                   { s.users = map[string]User{} }
+func (s *state) LiveObjects(func(string)) {}
+
+func (s *state) Apply(_ uint64, e commitlog.Entry) any {
+	switch e.Type {
+	case TypeUserSet:
+		var u User
+		if err := json.Unmarshal(e.Data, &u); err != nil {
+			return fmt.Errorf("malformed user entry: %v", err)
+		}
+		if err := ValidateName(u.Name); err != nil {
+			return err
+		}
+		if old, ok := s.users[u.Name]; ok {
+			// Credentials of mechanisms not given stay.
+			merged := maps.Clone(old.Credentials)
+			maps.Copy(merged, u.Credentials)
+			u.Credentials, u.CreatedMs = merged, old.CreatedMs
+		}
+		s.users[u.Name] = u
+		return nil
+	case TypeUserDelete:
+		var d struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("malformed user delete entry: %v", err)
+		}
+		if _, ok := s.users[d.Name]; !ok {
+			return fmt.Errorf("%w: %s", ErrNoUser, d.Name)
+		}
+		delete(s.users, d.Name)
+		return nil
+	}
+	return fmt.Errorf("users: unknown entry type %d", e.Type)
+}
+
+func (s *state) Snapshot() func() ([]byte, error) {
+	b, err := json.Marshal(s.users)
+	return func() ([]byte, error) { return b, err }
+}
+
+func (s *state) Restore(b []byte) error {
+	s.Reset()
+	return json.Unmarshal(b, &s.users)
+}
+
+// Module is the security module: users and their authentication.
+type Module struct {
+	st    *state
+	log   *commitlog.Log
+	cache basicCache
+}
+
+// New makes the module.
+func New() *Module {
+	return &Module{st: &state{users: map[string]User{}}, cache: basicCache{m: map[[32]byte]cachedCheck{}}}
+}
+
+// errInvalid marks a bad name, password or mechanism.
+var errInvalid = errors.New("invalid")
+
+func (m *Module) Name() string              { return "security" }
+func (m *Module) Owners() []commitlog.Owner { return []commitlog.Owner{m.st} }
+func (m *Module) Close() error              { return nil }
+
+// Start keeps the log and registers the users routes.
+func (m *Module) Start(_ context.Context, env *module.Env) error {
+	m.log = env.Log
+	m.routes(env.HTTP)
+	return nil
+}
+
+func (m *Module) propose(ctx context.Context, e commitlog.Entry) error {
+	if !m.log.Enabled("type:500") {
+		if err := m.log.EnableFeatures(ctx); err != nil {
+			return err
+		}
+		if err := m.log.WaitEnabled(ctx, "type:500"); err != nil {
+			return fmt.Errorf("users are not enabled yet (every agent must run a version that has them): %w", err)
+		}
+	}
+	_, res, err := m.log.Propose(ctx, e)
+	if err != nil {
+		return err
+	}
+	if err, ok := res[0].(error); ok {
+		return err
+	}
+	return nil
+}
+
+// SetUser creates user name, or replaces its credentials for mechs
+// (default: both SCRAM mechanisms), from password.
+func (m *Module) SetUser(ctx context.Context, name, password string, mechs []string, nowMs int64) error {
+	if err := ValidateName(name); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	if password == "" {
+		return fmt.Errorf("%w: the password is empty", errInvalid)
+	}
+	if len(mechs) == 0 {
+		mechs = Mechanisms
+	}
+	u := User{Name: name, Credentials: map[string]Credential{}, CreatedMs: nowMs}
+	for _, mech := range mechs {
+		if !slices.Contains(Mechanisms, mech) {
+			return fmt.Errorf("%w: mechanism %q: use %s", errInvalid, mech, strings.Join(Mechanisms, " or "))
+		}
+		c, err := NewCredential(mech, password, DefaultIterations)
+		if err != nil {
+			return err
+		}
+		u.Credentials[mech] = c
+	}
+	data, _ := json.Marshal(u)
+	return m.propose(ctx, commitlog.Entry{Type: TypeUserSet, Data: data})
+}
+
+// DeleteUser deletes user name.
+func (m *Module) DeleteUser(ctx context.Context, name string) error {
+	data, _ := json.Marshal(map[string]string{"name": name})
+	return m.propose(ctx, commitlog.Entry{Type: TypeUserDelete, Data: data})
+}
+
+// UserInfo is a user as listed: never its credentials.
+type UserInfo struct {
+	Name       string   `json:"name"`
+	Mechanisms []string `json:"mechanisms"`
+	CreatedMs  int64    `json:"created_ms"`
+}
+
+// Users lists the users by name.
+func (m *Module) Users() []UserInfo {
+	var out []UserInfo
+	m.log.View(m.st, func() {
+		for _, u := range m.st.users {
+			info := UserInfo{Name: u.Name, CreatedMs: u.CreatedMs}
+			for mech := range u.Credentials {
+				info.Mechanisms = append(info.Mechanisms, mech)
+			}
+			sort.Strings(info.Mechanisms)
+			out = append(out, info)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (m *Module) credential(name, mech string) (Credential, bool) {
+	var c Credential
+	var ok bool
+	m.log.View(m.st, func() {
+		if u, found := m.st.users[name]; found {
+			c, ok = u.Credentials[mech]
+		}
+	})
+	return c, ok
+}
+
+// CheckPassword reports whether password is user name's (PLAIN, Basic).
+func (m *Module) CheckPassword(name, password string) bool {
+	for _, mech := range Mechanisms {
+		c, ok := m.credential(name, mech)
+		if !ok {
+			continue
+		}
+		d, err := credentialFor(mech, password, c.Salt, c.Iterations)
+		return err == nil && hmac.Equal(d.StoredKey, c.StoredKey)
+	}
+	// Unknown users cost the same work, so timing does not tell them.
+	credentialFor(ScramSHA256, password, []byte("no such user salt"), DefaultIterations)
+	return false
+}
