@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +44,7 @@ type connection struct {
 	fs     *flagSet
 	server *string
 	bucket *string
+	token  *string
 }
 
 func addConnectionFlags(fs *flagSet) *connection {
@@ -49,7 +52,32 @@ func addConnectionFlags(fs *flagSet) *connection {
 		fs:     fs,
 		server: fs.String("server", "", "`URL` of a twoway agent to work through, such as http://127.0.0.1:8080 (or just host:port)"),
 		bucket: fs.String("bucket", defaultBucket, "bucket `URL` to work on directly when no --server is given: a directory path, file:///path or s3://bucket/prefix?..."),
+		token:  fs.String("token", "", "bearer `token` for an agent that requires authentication (twoway token create; default $TWOWAY_TOKEN)"),
 	}
+}
+
+// httpClient is the client for --server: it sends the token, if any.
+func (c *connection) httpClient() *http.Client {
+	tok := *c.token
+	if tok == "" {
+		tok = os.Getenv("TWOWAY_TOKEN")
+	}
+	if tok == "" {
+		return http.DefaultClient
+	}
+	return &http.Client{Transport: bearer{token: tok, next: http.DefaultTransport}}
+}
+
+// bearer adds an Authorization header to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 // open connects as the flags say. close releases the embedded agent.
@@ -63,7 +91,7 @@ func (c *connection) open(ctx context.Context, e *env) (s streams, close func(),
 		if !strings.Contains(*c.server, "://") {
 			*c.server = "http://" + *c.server // host:port
 		}
-		cl, err := httpapi.NewClient(*c.server, nil)
+		cl, err := httpapi.NewClient(*c.server, c.httpClient())
 		if err != nil {
 			return nil, nil, c.usageError(e, fmt.Errorf("--server: %w", err))
 		}

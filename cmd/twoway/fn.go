@@ -83,7 +83,7 @@ func withHTTP(ctx context.Context, e *env, conn *connection, f func(base string,
 		if !strings.Contains(base, "://") {
 			base = "http://" + base
 		}
-		return conn.explain(f(base, http.DefaultClient))
+		return conn.explain(f(base, conn.httpClient()))
 	}
 	a, err := agent.Open(ctx, agent.Config{Bucket: *conn.bucket, NoJanitor: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -47,6 +47,7 @@ var commands = []command{
 	{name: "produce", summary: "write lines of stdin to a topic as records", run: runProduce},
 	{name: "consume", summary: "print a topic's records", run: runConsume},
 	{name: "user", summary: "create, list and delete the users that authenticate (SASL, HTTP Basic)", run: runUser},
+	{name: "token", summary: "create, list and revoke HTTP bearer tokens", run: runToken},
 	{name: "fn", summary: "deploy, list, invoke and roll back functions (WebAssembly)", run: runFn},
 	{name: "bench", summary: "measure a bucket's throughput and latency", run: runBench},
 }

@@ -168,5 +168,60 @@ func TestServeAuth(t *testing.T) {
 		t.Fatalf("users: %v %v", users, err)
 	}
 	ok(t, dir, "", "user", "delete", "carol", "--bucket", data)
+
+	// Bearer tokens: made straight on the bucket, printed once; the CLI
+	// sends one from $TWOWAY_TOKEN; revoked or expired, refused.
+	tok := strings.TrimSpace(ok(t, dir, "", "token", "create", "--principal", "User:alice", "--expires", "1h", "--bucket", data))
+	if !strings.HasPrefix(tok, "tw_") {
+		t.Fatalf("token %q", tok)
+	}
+	bearer := func(token string) int {
+		req, _ := http.NewRequest("GET", a.base+"/v1/topics", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	eventually(t, 10*time.Second, func() string { return "the new token is not accepted" }, func() bool { return bearer(tok) == 200 })
+	if code := bearer(tok + "x"); code != 401 {
+		t.Fatalf("a wrong token: %d", code)
+	}
+	cli := exec.CommandContext(ctx, twowayBin, "topic", "list", "--server", a.base)
+	cli.Env = append(cli.Environ(), "TWOWAY_TOKEN="+tok, "SSL_CERT_FILE="+ca.File)
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "t256") {
+		t.Fatalf("topic list --server with $TWOWAY_TOKEN: %v\n%s", err, out)
+	}
+	if list := ok(t, dir, "", "token", "list", "--bucket", data); strings.Contains(list, tok) || !strings.Contains(list, "User:alice") {
+		t.Fatalf("token list:\n%s", list)
+	}
+	id := strings.Split(strings.TrimPrefix(tok, "tw_"), "_")[0]
+	ok(t, dir, "", "token", "delete", id, "--bucket", data)
+	eventually(t, 10*time.Second, func() string { return "the revoked token still works" }, func() bool { return bearer(tok) == 401 })
+	short := strings.TrimSpace(ok(t, dir, "", "token", "create", "--principal", "User:alice", "--expires", "1ms", "--bucket", data))
+	time.Sleep(10 * time.Millisecond)
+	if code := bearer(short); code != 401 {
+		t.Fatalf("an expired token: %d", code)
+	}
 	_ = fmt.Sprint
+}
+
+// Without authentication, serve refuses to listen beyond loopback unless
+// told to.
+func TestServeRefusesExposureWithoutAuth(t *testing.T) {
+	dir := t.TempDir()
+	r := runIn(t, dir, "", "serve", "--bucket", filepath.Join(dir, "data"), "--http", "0.0.0.0:0", "--kafka", "")
+	if r.code != 1 || !strings.Contains(r.stderr, "without authentication") || !strings.Contains(r.stderr, "--insecure-no-auth") {
+		t.Fatalf("serve on 0.0.0.0 without auth: exit %d, %s", r.code, r.stderr)
+	}
+	r = runIn(t, dir, "", "serve", "--bucket", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--kafka", "[::]:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "--kafka") {
+		t.Fatalf("Kafka on [::] without auth: exit %d, %s", r.code, r.stderr)
+	}
+	a := startServe(t, "--bucket", filepath.Join(dir, "data"), "--http", "0.0.0.0:0", "--kafka", "", "--insecure-no-auth")
+	if resp, err := http.Get(strings.Replace(a.base, "0.0.0.0", "127.0.0.1", 1) + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("--insecure-no-auth: %v", err)
+	}
 }

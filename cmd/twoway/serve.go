@@ -24,7 +24,9 @@ Front doors:
   Kafka (--kafka)  the Kafka wire protocol (docs/KAFKA.md): existing
                    producers, consumers and tools such as kcat work unchanged
 
-Listeners bind to 127.0.0.1 unless told otherwise. With --tls-cert and
+Listeners bind to 127.0.0.1 unless told otherwise; another address needs
+--auth (users with SASL on Kafka, Basic or tokens on HTTP), client
+certificates (--tls-client-ca) or, to serve anyone, --insecure-no-auth. With --tls-cert and
 --tls-key both speak TLS (1.2 or later): HTTPS, and Kafka's SSL security
 protocol; the files are re-read when they change, for new connections.
 With --tls-client-ca, clients must present a certificate signed by it.
@@ -46,6 +48,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "PEM `file` of the certificate (chain) both listeners serve TLS with; reloaded when it changes")
 	tlsKey := fs.String("tls-key", "", "PEM `file` of the certificate's private key")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file` of the CA client certificates must be signed by: clients without one are refused,\nand a certificate's subject is its connection's principal (User:CN=...)")
+	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without authentication")
 	authOn := fs.Bool("auth", false, "require authentication on both listeners: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\non Kafka, HTTP Basic on HTTP, with the users of `twoway user create`")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
 	if err := fs.parse(e, args, 0); err != nil {
@@ -55,6 +58,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	a, err := agent.Open(ctx, agent.Config{
 		HintAddr:       *hint,
 		Auth:           *authOn,
+		InsecureNoAuth: *insecure,
 		TLS:            tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA},
 		Bucket:         *bucketURL,
 		HTTPAddr:       *httpAddr,

@@ -171,3 +171,123 @@ func runUserDelete(ctx context.Context, e *env, args []string) error {
 		return err
 	})
 }
+
+var tokenCommands = []command{
+	{name: "create", summary: "create a bearer token for a principal; printed once", run: runTokenCreate},
+	{name: "list", summary: "list the tokens (never their secrets)", run: runTokenList},
+	{name: "delete", summary: "revoke a token", run: runTokenDelete},
+}
+
+func runToken(ctx context.Context, e *env, args []string) error {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage:
+  twoway token <command> [flags]
+
+Manage HTTP bearer tokens (docs/SECURITY.md). A token is printed once, when
+created; the log keeps only its hash. Clients send it as
+"Authorization: Bearer TOKEN"; the CLI's --server mode takes it from --token
+or $TWOWAY_TOKEN.
+`+connectHelp+`
+
+Commands:
+`)
+		for _, c := range tokenCommands {
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		}
+	}
+	if len(args) == 0 {
+		return &usageError{err: errors.New("token: no command given"), usage: func() { usage(e.stderr) }}
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(e.stdout)
+		return nil
+	}
+	for _, c := range tokenCommands {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	return &usageError{err: fmt.Errorf("token: unknown command %q", args[0]), usage: func() { usage(e.stderr) }}
+}
+
+func runTokenCreate(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("token create", "twoway token create --principal User:NAME [--expires D]", "Create a bearer token for a principal and print it: it is not shown again.\n"+connectHelp)
+	principal := fs.String("principal", "", "the `principal` the token authenticates as, User:NAME")
+	expires := fs.Duration("expires", 0, "how long the token is valid, a `duration` such as 720h (default: no expiry)")
+	conn := addConnectionFlags(fs)
+	if _, err := fs.parseArgs(e, args); err != nil {
+		return err
+	}
+	if *principal == "" {
+		return conn.usageError(e, errors.New("--principal User:NAME is required"))
+	}
+	body := map[string]string{"principal": *principal}
+	if *expires != 0 {
+		if *expires < 0 {
+			return conn.usageError(e, errors.New("--expires must be positive"))
+		}
+		body["expires"] = expires.String()
+	}
+	return withHTTP(ctx, e, conn, func(base string, hc *http.Client) error {
+		var out struct {
+			Token string `json:"token"`
+		}
+		if err := apiCall(ctx, hc, http.MethodPost, base+"/v1/tokens", body, &out); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(e.stdout, out.Token)
+		return err
+	})
+}
+
+func runTokenList(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("token list", "twoway token list [--json]", "List the tokens: id, principal, expiry.\n"+connectHelp)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	conn := addConnectionFlags(fs)
+	if _, err := fs.parseArgs(e, args); err != nil {
+		return err
+	}
+	return withHTTP(ctx, e, conn, func(base string, hc *http.Client) error {
+		var out struct {
+			Tokens []struct {
+				ID        string `json:"id"`
+				Principal string `json:"principal"`
+				CreatedMs int64  `json:"created_ms"`
+				ExpiresMs int64  `json:"expires_ms"`
+			} `json:"tokens"`
+		}
+		if err := apiCall(ctx, hc, http.MethodGet, base+"/v1/tokens", nil, &out); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, out.Tokens)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPRINCIPAL\tCREATED\tEXPIRES")
+		for _, t := range out.Tokens {
+			exp := "never"
+			if t.ExpiresMs != 0 {
+				exp = time.UnixMilli(t.ExpiresMs).UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Principal, time.UnixMilli(t.CreatedMs).UTC().Format(time.RFC3339), exp)
+		}
+		return tw.Flush()
+	})
+}
+
+func runTokenDelete(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("token delete", "twoway token delete ID", "Revoke a token: requests with it are refused from the next commit on.\n"+connectHelp)
+	conn := addConnectionFlags(fs)
+	pos, err := fs.parseArgs(e, args, "token id")
+	if err != nil {
+		return err
+	}
+	return withHTTP(ctx, e, conn, func(base string, hc *http.Client) error {
+		if err := apiCall(ctx, hc, http.MethodDelete, base+"/v1/tokens/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(e.stdout, "revoked token %s\n", pos[0])
+		return err
+	})
+}

@@ -49,6 +49,9 @@ type Config struct {
 	// users in the log. Without it SASL is still served to clients that
 	// ask.
 	Auth bool
+	// InsecureNoAuth allows listening on a non-loopback address without
+	// authentication (Auth, or TLS client certificates).
+	InsecureNoAuth bool
 	// KafkaAdvertise is the host:port Kafka clients are told to connect to
 	// (Metadata, FindCoordinator). Default: the address listened on.
 	KafkaAdvertise string
@@ -120,6 +123,9 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = httpapi.NewRegistry()
 	}
+	if err := checkExposure(cfg); err != nil {
+		return nil, err
+	}
 	a := &Agent{cfg: cfg, kind: loc.Kind}
 	if cfg.TLS.Enabled() {
 		r, err := tlsconf.New(cfg.TLS, cfg.Logger)
@@ -165,7 +171,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.Users = auth.New()
 	hcfg := httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }}
 	if cfg.Auth {
-		hcfg.Authenticate = a.Users.BasicAuth
+		hcfg.Authenticate = a.Users.HTTPAuth
 	}
 	a.HTTP = httpapi.New(hcfg)
 	// The module list. Every agent assembles every module, whichever front
@@ -417,4 +423,30 @@ func registerLogMetrics(reg prometheus.Registerer, l *commitlog.Log) {
 	counter("too_late_total", "Proposals refused because their data or task deadline was too old to commit safely.", st.TooLate.Load)
 	counter("hints_received_total", "Commit hints from other agents that woke this agent's tail (UDP, --hint).", st.HintsReceived.Load)
 	counter("snapshots_reused_total", "Owner snapshots a checkpoint reused because the owner had not changed.", st.SnapshotsReused.Load)
+}
+
+// checkExposure refuses listeners that anyone on the network could reach
+// without authenticating, unless asked for by InsecureNoAuth.
+func checkExposure(cfg Config) error {
+	if cfg.Auth || cfg.TLS.ClientCA != "" || cfg.InsecureNoAuth {
+		return nil
+	}
+	for _, l := range []struct{ flag, addr string }{{"--http", cfg.HTTPAddr}, {"--kafka", cfg.KafkaAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(l.addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", l.flag, l.addr, err)
+		}
+		if host == "localhost" {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			continue
+		}
+		return fmt.Errorf("refusing to listen on %s (%s) without authentication: anyone who can reach it could read, write and delete everything. "+
+			"Give --auth (with users from `twoway user create`) or --tls-client-ca, or --insecure-no-auth to serve anyone who can connect", l.addr, l.flag)
+	}
+	return nil
 }

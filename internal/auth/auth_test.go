@@ -141,3 +141,30 @@ func FuzzExchanges(f *testing.F) {
 		}
 	})
 }
+
+// Failures from one address are answered later and later; a success, or
+// another address, starts over.
+func TestFailuresSlowDown(t *testing.T) {
+	m := New()
+	var last time.Duration
+	for i := range 8 {
+		d := m.Failed("10.0.0.1:5555")
+		if i > 0 && d <= last && d != maxDelay {
+			t.Fatalf("failure %d: %v after %v", i, d, last)
+		}
+		last = d
+	}
+	if last != maxDelay && last < 5*time.Second {
+		t.Fatalf("after 8 failures: %v", last)
+	}
+	if d := m.Failed("10.0.0.1:6666"); d != maxDelay {
+		t.Fatalf("a new port of the same host started over: %v", d)
+	}
+	if d := m.Failed("10.0.0.2:1"); d != firstDelay {
+		t.Fatalf("another host: %v", d)
+	}
+	m.Succeeded("10.0.0.1:1")
+	if d := m.Failed("10.0.0.1:1"); d != firstDelay {
+		t.Fatalf("after a success: %v", d)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,53 @@ func (m *Module) routes(r module.Routes) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"users": users})
 	}))
+	r.Handle("POST /v1/tokens", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Principal string `json:"principal"`
+			// Expires is a duration ("720h"); empty never expires.
+			Expires string `json:"expires"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the body: %v", err))
+			return
+		}
+		var ttl time.Duration
+		if body.Expires != "" {
+			d, err := time.ParseDuration(body.Expires)
+			if err != nil || d <= 0 {
+				writeErr(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("expires %q: give a positive duration such as 720h", body.Expires))
+				return
+			}
+			ttl = d
+		}
+		tok, t, err := m.CreateToken(r.Context(), body.Principal, ttl, time.Now())
+		if err != nil {
+			writeErr(w, statusOf(err), codeOf(err), err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]any{"token": tok, "id": t.ID, "principal": t.Principal, "created_ms": t.CreatedMs, "expires_ms": t.ExpiresMs})
+	}))
+	r.Handle("GET /v1/tokens", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.log.Sync(r.Context())
+		toks := m.Tokens()
+		if toks == nil {
+			toks = []Token{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"tokens": toks})
+	}))
+	r.Handle("DELETE /v1/tokens/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.log.Sync(r.Context())
+		if err := m.DeleteToken(r.Context(), r.PathValue("id")); err != nil {
+			writeErr(w, statusOf(err), codeOf(err), err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
 	r.Handle("DELETE /v1/users/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.log.Sync(r.Context())
 		if err := m.DeleteUser(r.Context(), r.PathValue("name")); err != nil {
@@ -57,7 +105,7 @@ func (m *Module) routes(r module.Routes) {
 
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, ErrNoUser):
+	case errors.Is(err, ErrNoUser), errors.Is(err, ErrNoToken):
 		return http.StatusNotFound
 	case errors.Is(err, errInvalid):
 		return http.StatusBadRequest
@@ -101,8 +149,29 @@ type cachedCheck struct {
 
 const basicCacheFor = 5 * time.Minute
 
-// BasicAuth authenticates a request's HTTP Basic credentials.
-func (m *Module) BasicAuth(r *http.Request) (string, bool) {
+// HTTPAuth authenticates a request: a bearer token (twoway token
+// create) or HTTP Basic with a user. A failure is answered late, later
+// for every failure from the same address in a row.
+func (m *Module) HTTPAuth(r *http.Request) (string, bool) {
+	var p string
+	var ok bool
+	if tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
+		p, ok = m.CheckToken(strings.TrimSpace(tok), time.Now())
+	} else {
+		p, ok = m.basicAuth(r)
+	}
+	if !ok {
+		if r.Header.Get("Authorization") != "" {
+			time.Sleep(m.Failed(r.RemoteAddr))
+		}
+		return "", false
+	}
+	m.Succeeded(r.RemoteAddr)
+	return p, true
+}
+
+// basicAuth authenticates a request's HTTP Basic credentials.
+func (m *Module) basicAuth(r *http.Request) (string, bool) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return "", false

@@ -119,17 +119,22 @@ var ErrNoUser = errors.New("no such user")
 
 // state is the users Owner.
 type state struct {
-	users map[string]User
+	users  map[string]User
+	tokens map[string]Token
 }
 
-func (s *state) Name() string             { return "users" }
-func (s *state) Types() []uint16          { return []uint16{TypeUserSet, TypeUserDelete} }
+func (s *state) Name() string { return "users" }
+func (s *state) Types() []uint16 {
+	return []uint16{TypeUserSet, TypeUserDelete, TypeTokenCreate, TypeTokenDelete}
+}
 func (s *state) GatedTypes() []uint16     { return s.Types() }
-func (s *state) Reset()                   { s.users = map[string]User{} }
+func (s *state) Reset()                   { s.users, s.tokens = map[string]User{}, map[string]Token{} }
 func (s *state) LiveObjects(func(string)) {}
 
 func (s *state) Apply(_ uint64, e commitlog.Entry) any {
 	switch e.Type {
+	case TypeTokenCreate, TypeTokenDelete:
+		return s.applyToken(e)
 	case TypeUserSet:
 		var u User
 		if err := json.Unmarshal(e.Data, &u); err != nil {
@@ -162,14 +167,30 @@ func (s *state) Apply(_ uint64, e commitlog.Entry) any {
 	return fmt.Errorf("users: unknown entry type %d", e.Type)
 }
 
+// snapshotJSON is the owner's snapshot.
+type snapshotJSON struct {
+	Users  map[string]User  `json:"users"`
+	Tokens map[string]Token `json:"tokens"`
+}
+
 func (s *state) Snapshot() func() ([]byte, error) {
-	b, err := json.Marshal(s.users)
+	b, err := json.Marshal(snapshotJSON{Users: s.users, Tokens: s.tokens})
 	return func() ([]byte, error) { return b, err }
 }
 
 func (s *state) Restore(b []byte) error {
 	s.Reset()
-	return json.Unmarshal(b, &s.users)
+	var sj snapshotJSON
+	if err := json.Unmarshal(b, &sj); err != nil {
+		return err
+	}
+	if sj.Users != nil {
+		s.users = sj.Users
+	}
+	if sj.Tokens != nil {
+		s.tokens = sj.Tokens
+	}
+	return nil
 }
 
 // Module is the security module: users and their authentication.
@@ -177,11 +198,13 @@ type Module struct {
 	st    *state
 	log   *commitlog.Log
 	cache basicCache
+	fails failures
 }
 
 // New makes the module.
 func New() *Module {
-	return &Module{st: &state{users: map[string]User{}}, cache: basicCache{m: map[[32]byte]cachedCheck{}}}
+	return &Module{st: &state{users: map[string]User{}, tokens: map[string]Token{}}, cache: basicCache{m: map[[32]byte]cachedCheck{}},
+		fails: failures{m: map[string]*failure{}}}
 }
 
 // errInvalid marks a bad name, password or mechanism.

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -55,6 +57,9 @@ func (s *Server) saslAuthenticate(c *conn, h header, r *kmsg.SASLAuthenticateReq
 	if err != nil {
 		c.sasl = nil
 		c.log.Warn("kafka SASL authentication failed", "client_id", h.clientID, "err", err)
+		// Later for every failure from the address in a row: guessing
+		// passwords is slow.
+		time.Sleep(s.cfg.Auth.Failed(c.nc.RemoteAddr().String()))
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
 		msg := err.Error()
 		resp.ErrorMessage = &msg
@@ -65,6 +70,7 @@ func (s *Server) saslAuthenticate(c *conn, h header, r *kmsg.SASLAuthenticateReq
 		c.sasl = nil
 		c.principal = principal
 		c.authenticated.Store(true)
+		s.cfg.Auth.Succeeded(c.nc.RemoteAddr().String())
 		c.log.Info("kafka client authenticated", "client_id", h.clientID, "principal", principal)
 	}
 	return resp, false
