@@ -93,6 +93,9 @@ type Config struct {
 	// (SASL_PLAINTEXT, or SASL_SSL with TLS).
 	Auth        *auth.Module
 	RequireAuth bool
+	// AuthTimeout closes a connection that has not authenticated this
+	// long after it opened, with RequireAuth. Default 10s.
+	AuthTimeout time.Duration
 	// Groups serves the consumer-group APIs. Nil answers them with
 	// COORDINATOR_NOT_AVAILABLE.
 	Groups GroupHandler
@@ -187,6 +190,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.decompress == nil {
 		cfg.decompress = codec.Decompress
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 10 * time.Second
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -457,6 +463,15 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(2)
 	s.mu.Unlock()
+	if s.cfg.RequireAuth {
+		t := time.AfterFunc(s.cfg.AuthTimeout, func() {
+			if !c.authenticated.Load() {
+				c.log.Warn("kafka connection did not authenticate in time; closing it", "timeout", s.cfg.AuthTimeout)
+				c.close()
+			}
+		})
+		context.AfterFunc(ctx, func() { t.Stop() })
+	}
 	go c.readLoop()
 	go c.writeLoop()
 }
