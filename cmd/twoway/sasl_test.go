@@ -153,7 +153,15 @@ func TestServeAuth(t *testing.T) {
 	if code, body := do("PUT", "/v1/users/carol", "alice", "alice-secret", strings.NewReader(`{"password":"carol-secret"}`)); code != 204 {
 		t.Fatalf("create carol over HTTP: %d %s", code, body)
 	}
-	b := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth")
+	b := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth", "--metrics-auth")
+	for path, want := range map[string]int{"/metrics": 401, "/healthz": 200} {
+		req, _ := http.NewRequest("GET", b.base+path, nil)
+		resp, err := hc.Do(req)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("%s with --metrics-auth and no credentials: %v %v, want %d", path, resp, err, want)
+		}
+		resp.Body.Close()
+	}
 	kafkaB := regexp.MustCompile(` kafka=(\S+)`).FindStringSubmatch(b.Logs())[1]
 	clB, err := kgo.NewClient(kgo.SeedBrokers(kafkaB), kgo.DialTLSConfig(tlsCfg), kgo.SASL(s512("carol", "carol-secret")))
 	if err != nil {

@@ -49,6 +49,8 @@ type Config struct {
 	// users in the log. Without it SASL is still served to clients that
 	// ask.
 	Auth bool
+	// MetricsAuth makes /metrics require authentication too (with Auth).
+	MetricsAuth bool
 	// InsecureNoAuth allows listening on a non-loopback address without
 	// authentication (Auth, or TLS client certificates).
 	InsecureNoAuth bool
@@ -171,7 +173,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.Users = auth.New()
 	hcfg := httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }}
 	if cfg.Auth {
-		hcfg.Authenticate = a.Users.HTTPAuth
+		hcfg.Authenticate, hcfg.MetricsAuth = a.Users.HTTPAuth, cfg.MetricsAuth
 	}
 	a.HTTP = httpapi.New(hcfg)
 	// The module list. Every agent assembles every module, whichever front

@@ -49,6 +49,8 @@ type Config struct {
 	// checks and /metrics: it returns the request's principal, or false
 	// to answer 401 (HTTP Basic with the agent's users).
 	Authenticate func(r *http.Request) (principal string, ok bool)
+	// MetricsAuth makes /metrics authenticate too.
+	MetricsAuth bool
 }
 
 // Server serves twoway's HTTP API. Routes are net/http ServeMux patterns with
@@ -66,6 +68,7 @@ type Server struct {
 	health   func() commitlog.Health
 	// authenticate: see Config.Authenticate.
 	authenticate func(r *http.Request) (string, bool)
+	metricsAuth  bool
 }
 
 // NewRegistry returns a Prometheus registry holding the Go runtime and
@@ -96,6 +99,7 @@ func New(cfg Config) *Server {
 		health:  cfg.Health,
 
 		authenticate: cfg.Authenticate,
+		metricsAuth:  cfg.MetricsAuth,
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	if s.maxBody <= 0 {
@@ -136,7 +140,7 @@ func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Re
 // ServeHTTP makes a Server an http.Handler, for tests and for embedding it in
 // another server.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.authenticate != nil && !openPath(r.URL.Path) {
+	if s.authenticate != nil && !s.openPath(r.URL.Path) {
 		if _, ok := s.authenticate(r); !ok {
 			w.Header().Set("WWW-Authenticate", `Basic realm="twoway", charset="UTF-8"`)
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
@@ -147,8 +151,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// openPath is what probes and scrapers reach without authenticating.
-func openPath(p string) bool { return p == "/healthz" || p == "/readyz" || p == "/metrics" }
+// openPath is what probes (and scrapers, unless MetricsAuth) reach
+// without authenticating.
+func (s *Server) openPath(p string) bool {
+	return p == "/healthz" || p == "/readyz" || p == "/metrics" && !s.metricsAuth
+}
 
 // Serve serves HTTP on ln until ctx ends, then shuts down gracefully: it stops
 // accepting connections, ends long polls early (they answer with what they
