@@ -30,6 +30,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/twoway/twoway/internal/tlsconf/tlstest"
 )
 
 // clientTimeout bounds one client command; generous, for loaded machines.
@@ -625,6 +627,34 @@ func TestKcatHTTPAgreement(t *testing.T) {
 // HTTP API.
 func TestKafkajs(t *testing.T) {
 	t.Parallel()
+	a := startKafkaAgent(t, filepath.Join(t.TempDir(), "data"))
+	runKafkajs(t, a, a.kafka, nil)
+	checkJSOrders(t, a.http, nil)
+	a.stop(t)
+}
+
+// The same roundtrip through SASL_SSL: kafkajs with SCRAM-SHA-256 over
+// TLS against an agent that requires authentication.
+func TestKafkajsScramOverTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	ok(t, dir, "js-secret\n", "user", "create", "js", "--password-stdin", "--bucket", data)
+	ca := tlstest.NewCA(t, dir, "ca")
+	cert, key := ca.Issue(t, dir, "server", true)
+	a := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth")
+	kafkaAddr := regexp.MustCompile(` kafka=(\S+)`).FindStringSubmatch(a.Logs())[1]
+	ka := &kafkaAgent{http: a.base, kafka: kafkaAddr}
+	runKafkajs(t, ka, kafkaAddr, []string{"TWOWAY_KAFKAJS_CA=" + ca.File, "TWOWAY_KAFKAJS_SASL=scram-sha-256:js:js-secret"})
+	if !strings.Contains(a.Logs(), `kafka client authenticated" component=kafka`) || !strings.Contains(a.Logs(), "principal=User:js") {
+		t.Errorf("no SCRAM authentication of js in the agent's log:\n%s", a.Logs())
+	}
+}
+
+// runKafkajs runs test/kafkajs/roundtrip.js against broker and checks
+// what it printed.
+func runKafkajs(t *testing.T, a *kafkaAgent, broker string, env []string) {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		needClient(t, "node is not installed (the kafkajs test needs Node.js 20 or later)")
@@ -636,11 +666,10 @@ func TestKafkajs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs", "package.json")); err != nil {
 		needClient(t, "kafkajs is not installed in test/kafkajs (make tools runs npm ci there)")
 	}
-	a := startKafkaAgent(t, filepath.Join(t.TempDir(), "data"))
-
 	ctx, cancel := context.WithTimeout(t.Context(), 2*clientTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "roundtrip.js"), a.kafka, "js-orders")
+	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "roundtrip.js"), broker, "js-orders")
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -663,7 +692,12 @@ roundtrip ok: 60 records
 		// seeing, but it recovered: every record and offset checked out.
 		t.Logf("kafkajs logged:\n%s", stderr.String())
 	}
+}
 
+// checkJSOrders reads js-orders back through the HTTP API at base.
+func checkJSOrders(t *testing.T, base string, _ *http.Client) {
+	t.Helper()
+	a := struct{ http string }{base}
 	// The records as roundtrip.js made them: record i of wave w goes to
 	// partition i%3 with key key-w-i.
 	for p := range int32(3) {
@@ -685,7 +719,6 @@ roundtrip ok: 60 records
 			}
 		}
 	}
-	a.stop(t)
 }
 
 func ptr[T any](v T) *T { return &v }

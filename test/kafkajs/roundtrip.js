@@ -16,6 +16,10 @@
 //     the committed offsets: it reads wave 2 and nothing of wave 1;
 //  6. the committed offsets are checked again.
 //
+// With TWOWAY_KAFKAJS_CA=FILE it connects with TLS trusting that CA, and
+// with TWOWAY_KAFKAJS_SASL=MECHANISM:USER:PASSWORD (scram-sha-256,
+// scram-sha-512 or plain) it authenticates with SASL.
+//
 // Each step prints one line to stdout; the last is "roundtrip ok: N records".
 // Anything unexpected prints "FAIL: ..." to stderr and exits 1; a stuck step
 // fails after a deadline. kafkajs logs warnings and errors to stderr.
@@ -41,9 +45,19 @@ function fail(msg) {
 const deadline = setTimeout(() => fail(`not done after 90s (last step: ${step})`), 90_000);
 let step = 'start';
 
+const security = {};
+if (process.env.TWOWAY_KAFKAJS_CA) {
+  security.ssl = { ca: [require('fs').readFileSync(process.env.TWOWAY_KAFKAJS_CA, 'utf8')] };
+}
+if (process.env.TWOWAY_KAFKAJS_SASL) {
+  const [mechanism, username, ...rest] = process.env.TWOWAY_KAFKAJS_SASL.split(':');
+  security.sasl = { mechanism, username, password: rest.join(':') };
+}
+
 const kafka = new Kafka({
   clientId: 'twoway-kafkajs-test',
   brokers: [broker],
+  ...security,
   logLevel: logLevel.WARN,
   connectionTimeout: 10_000,
   requestTimeout: 30_000,
