@@ -64,6 +64,9 @@ type User struct {
 	Name        string                `json:"name"`
 	Credentials map[string]Credential `json:"credentials"`
 	CreatedMs   int64                 `json:"created_ms"`
+	// Remove (in an entry only) lists mechanisms whose credentials go; a
+	// user left without any is deleted.
+	Remove []string `json:"remove,omitempty"`
 }
 
 func hashFor(mech string) func() hash.Hash {
@@ -148,6 +151,14 @@ func (s *state) Apply(_ uint64, e commitlog.Entry) any {
 			merged := maps.Clone(old.Credentials)
 			maps.Copy(merged, u.Credentials)
 			u.Credentials, u.CreatedMs = merged, old.CreatedMs
+		}
+		for _, mech := range u.Remove {
+			delete(u.Credentials, mech)
+		}
+		u.Remove = nil
+		if len(u.Credentials) == 0 {
+			delete(s.users, u.Name)
+			return nil
 		}
 		s.users[u.Name] = u
 		return nil
@@ -322,3 +333,51 @@ func (m *Module) CheckPassword(name, password string) bool {
 	credentialFor(ScramSHA256, password, []byte("no such user salt"), DefaultIterations)
 	return false
 }
+
+// CredentialFromSalted is a credential from a SCRAM salted password, as
+// Kafka's AlterUserScramCredentials sends it (the client derives it).
+func CredentialFromSalted(mech string, salt, salted []byte, iterations int) Credential {
+	h := hashFor(mech)
+	clientKey := hmacSum(h, salted, []byte("Client Key"))
+	stored := h()
+	stored.Write(clientKey)
+	return Credential{Salt: salt, Iterations: iterations, StoredKey: stored.Sum(nil), ServerKey: hmacSum(h, salted, []byte("Server Key"))}
+}
+
+// AlterCredentials sets and removes SCRAM credentials of user name in one
+// commit; a user left with none is deleted.
+func (m *Module) AlterCredentials(ctx context.Context, name string, set map[string]Credential, remove []string, nowMs int64) error {
+	if err := ValidateName(name); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	for mech := range set {
+		if !slices.Contains(Mechanisms, mech) {
+			return fmt.Errorf("%w: mechanism %q", errInvalid, mech)
+		}
+	}
+	u := User{Name: name, Credentials: set, Remove: remove, CreatedMs: nowMs}
+	if u.Credentials == nil {
+		u.Credentials = map[string]Credential{}
+	}
+	data, _ := json.Marshal(u)
+	return m.propose(ctx, commitlog.Entry{Type: TypeUserSet, Data: data})
+}
+
+// Credentials lists user name's mechanisms and iteration counts; false
+// for no such user.
+func (m *Module) Credentials(name string) (map[string]int, bool) {
+	out := map[string]int{}
+	var ok bool
+	m.log.View(m.st, func() {
+		var u User
+		if u, ok = m.st.users[name]; ok {
+			for mech, c := range u.Credentials {
+				out[mech] = c.Iterations
+			}
+		}
+	})
+	return out, ok
+}
+
+// Sync catches up with the log.
+func (m *Module) Sync(ctx context.Context) error { return m.log.Sync(ctx) }

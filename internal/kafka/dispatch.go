@@ -54,6 +54,13 @@ func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Reque
 		return s.saslHandshake(c, h, r)
 	case *kmsg.SASLAuthenticateRequest:
 		return s.saslAuthenticate(c, h, r)
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		return s.describeUserSCRAMs(ctx, r), false
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		if s.cfg.Auth == nil {
+			return s.alterUnsupported(r), false
+		}
+		return s.alterUserSCRAMs(ctx, r), false
 	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.EndTxnRequest, *kmsg.TxnOffsetCommitRequest:
 		c.log.Warn("kafka client sent a transaction request; "+errTransactions.Error(), "api", kmsg.NameForKey(h.key), "client_id", h.clientID)
 		return txnError(req, kerr.InvalidRequest.Code), false
@@ -147,4 +154,15 @@ func txnError(req kmsg.Request, code int16) kmsg.Response {
 		return resp
 	}
 	return nil
+}
+
+// alterUnsupported answers AlterUserScramCredentials without users.
+func (s *Server) alterUnsupported(r *kmsg.AlterUserSCRAMCredentialsRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
+	for _, u := range r.Upsertions {
+		res := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
+		res.User, res.ErrorCode = u.Name, kerr.UnsupportedVersion.Code
+		resp.Results = append(resp.Results, res)
+	}
+	return resp
 }

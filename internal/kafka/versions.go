@@ -38,6 +38,8 @@ var served = map[int16]apiRange{
 	60: {0, 2, true},  // DescribeCluster
 	17: {0, 1, false}, // SASLHandshake: advertised with a SASL authenticator, else answered "no mechanisms"
 	36: {0, 2, false}, // SASLAuthenticate: advertised with a SASL authenticator
+	50: {0, 0, false}, // DescribeUserSCRAMCredentials: advertised with users
+	51: {0, 0, false}, // AlterUserSCRAMCredentials: advertised with users
 	24: {0, 5, false}, // AddPartitionsToTxn: answered "not supported"
 	25: {0, 4, false}, // AddOffsetsToTxn
 	26: {0, 5, false}, // EndTxn
@@ -78,7 +80,7 @@ func isGroupAPI(key int16) bool {
 func (s *Server) advertised() []kmsg.ApiVersionsResponseApiKey {
 	var out []kmsg.ApiVersionsResponseApiKey
 	for k, r := range apis {
-		sasl := (k == 17 || k == 36) && s.cfg.Auth != nil
+		sasl := (k == 17 || k == 36 || k == 50 || k == 51) && s.cfg.Auth != nil
 		if !r.advertise && !sasl {
 			continue
 		}
