@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/twoway/twoway/internal/bench"
 )
@@ -21,6 +22,12 @@ bucket as the baseline (see twoway bench produce --help):
   direct produce  MB/s of the streams produce benchmark
   kafka ratio     kafka produce MB/s / direct produce MB/s
 
+With --tls and/or --sasl MECHANISM, a second Kafka phase runs over a
+secured listener (a self-signed certificate; a user made for the run):
+
+  secure produce  its MB/s and latencies
+  secure ratio    secure produce MB/s / kafka produce MB/s (same run)
+
 Everything is written under bench/ and deleted at the end.
 `
 
@@ -33,6 +40,8 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", bench.DefaultDuration, "length of each phase")
 	lingerOf := fs.lingerFlag("extra group-commit `wait` (default 0 on a directory, 100ms on S3, as twoway serve)")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of a table")
+	useTLS := fs.Bool("tls", false, "also measure over TLS")
+	saslMech := fs.String("sasl", "", "also measure with SASL `mechanism` scram-sha-256, scram-sha-512 or plain")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
 	}
@@ -47,7 +56,12 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := bench.Kafka(ctx, b, bench.KafkaOptions{Partitions: *partitions, RecordSize: int(recordSize), Duration: *duration, Log: logOpts})
+	mech := strings.ToUpper(*saslMech)
+	if mech != "" && mech != "SCRAM-SHA-256" && mech != "SCRAM-SHA-512" && mech != "PLAIN" {
+		return badFlag(fmt.Errorf("--sasl %q: use scram-sha-256, scram-sha-512 or plain", *saslMech))
+	}
+	res, err := bench.Kafka(ctx, b, bench.KafkaOptions{Partitions: *partitions, RecordSize: int(recordSize), Duration: *duration, Log: logOpts,
+		TLS: *useTLS, SASL: mech})
 	if res.KafkaRecords == 0 {
 		return err
 	}
@@ -64,9 +78,17 @@ kafka produce   %s MB/s   %.0f records/s   p50 %.2f ms   p99 %.2f ms
 kafka e2e       p50 %.2f ms   p99 %.2f ms
 direct produce  %s MB/s
 kafka ratio     %.2f
-`, r.Bucket, m.GOOS, m.GOARCH, m.NumCPU, m.CPUModel, m.GoVersion,
+`+secureLines(r), r.Bucket, m.GOOS, m.GOARCH, m.NumCPU, m.CPUModel, m.GoVersion,
 		r.Partitions, formatByteSize(int64(r.RecordSize)), r.LingerMs, r.DurationS,
 		megabytes(r.KafkaProduceMBs), r.KafkaRecordsS, r.KafkaProduceP50Ms, r.KafkaProduceP99Ms,
 		r.KafkaE2EP50Ms, r.KafkaE2EP99Ms, megabytes(r.DirectProduceMBs), r.KafkaRatio)
 	return err
+}
+
+func secureLines(r bench.KafkaResult) string {
+	if r.Secure == "" {
+		return ""
+	}
+	return fmt.Sprintf("secure produce  %s MB/s   p50 %.2f ms   p99 %.2f ms   (%s)\nsecure ratio    %.2f\n",
+		megabytes(r.SecureProduceMBs), r.SecureProduceP50, r.SecureProduceP99, r.Secure, r.SecureRatio)
 }

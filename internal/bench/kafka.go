@@ -2,19 +2,30 @@ package bench
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/bucket/prefixed"
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/kafka"
 	"github.com/twoway/twoway/internal/stream"
@@ -28,6 +39,17 @@ type KafkaOptions struct {
 	Duration   time.Duration
 	// Log tunes the agent's commit log, as in ProduceOptions.
 	Log commitlog.Options
+	// TLS and SASL ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"; "" for
+	// none) add a second Kafka phase over a secured listener, reported
+	// against the plaintext one of the same run.
+	TLS  bool
+	SASL string
+}
+
+// kafkaSecurity is how a Kafka phase connects.
+type kafkaSecurity struct {
+	tls  bool
+	sasl string
 }
 
 // KafkaResult is what Kafka measured. MB is 10^6 bytes of record values.
@@ -45,6 +67,13 @@ type KafkaResult struct {
 
 	// The same-run baseline: the streams produce benchmark (no Kafka
 	// protocol) at the same record size and partitions.
+	// The secured phase, with KafkaOptions.TLS or SASL: its produce
+	// MB/s, latencies and its ratio to the plaintext phase above.
+	Secure           string        `json:"secure,omitempty"`
+	SecureProduceMBs float64       `json:"secure_produce_mb_s,omitempty"`
+	SecureProduceP50 float64       `json:"secure_produce_p50_ms,omitempty"`
+	SecureProduceP99 float64       `json:"secure_produce_p99_ms,omitempty"`
+	SecureRatio      float64       `json:"secure_ratio,omitempty"`
 	DirectProduceMBs float64       `json:"direct_produce_mb_s"`
 	KafkaRatio       float64       `json:"kafka_ratio"` // KafkaProduceMBs / DirectProduceMBs
 	Direct           ProduceResult `json:"direct"`
@@ -79,7 +108,21 @@ func Kafka(ctx context.Context, b bucket.Bucket, opts KafkaOptions) (KafkaResult
 	if err != nil {
 		return KafkaResult{}, err
 	}
-	kerr := measureKafka(ctx, pb, po, &res)
+	kerr := measureKafka(ctx, pb, po, &res, kafkaSecurity{})
+	if kerr == nil && (opts.TLS || opts.SASL != "") {
+		var sec KafkaResult
+		spb, err := prefixed.Wrap(b, prefix+"secure/")
+		if err != nil {
+			return KafkaResult{}, err
+		}
+		if kerr = measureKafka(ctx, spb, po, &sec, kafkaSecurity{tls: opts.TLS, sasl: opts.SASL}); kerr == nil {
+			res.Secure = securityName(opts.TLS, opts.SASL)
+			res.SecureProduceMBs, res.SecureProduceP50, res.SecureProduceP99 = sec.KafkaProduceMBs, sec.KafkaProduceP50Ms, sec.KafkaProduceP99Ms
+			if res.KafkaProduceMBs > 0 {
+				res.SecureRatio = sec.KafkaProduceMBs / res.KafkaProduceMBs
+			}
+		}
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	cleanErr := deleteAll(cctx, pb, 16)
 	cancel()
@@ -98,18 +141,46 @@ func Kafka(ctx context.Context, b bucket.Bucket, opts KafkaOptions) (KafkaResult
 	return res, errors.Join(err, cleanErr)
 }
 
-func measureKafka(ctx context.Context, b bucket.Bucket, o ProduceOptions, res *KafkaResult) error {
+func measureKafka(ctx context.Context, b bucket.Bucket, o ProduceOptions, res *KafkaResult, sec kafkaSecurity) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	logOpts := o.Log
 	if logOpts.Logger == nil {
 		logOpts.Logger = quiet
 	}
-	svc, err := stream.Open(ctx, b, stream.Options{Log: logOpts})
+	users := auth.New()
+	svc, err := stream.Open(ctx, b, stream.Options{Log: logOpts}, users)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	srv := kafka.NewServer(kafka.Config{Service: svc, Addr: "127.0.0.1:0", Logger: quiet})
+	kcfg := kafka.Config{Service: svc, Addr: "127.0.0.1:0", Logger: quiet}
+	var clientOpts []kgo.Opt
+	if sec.tls {
+		serverTLS, clientTLS, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		kcfg.TLS = serverTLS
+		clientOpts = append(clientOpts, kgo.DialTLSConfig(clientTLS))
+	}
+	if sec.sasl != "" {
+		const user, pass = "bench", "bench-password"
+		if err := users.SetUser(ctx, user, pass, nil, time.Now().UnixMilli()); err != nil {
+			return err
+		}
+		kcfg.Auth, kcfg.RequireAuth = users, true
+		switch sec.sasl {
+		case auth.ScramSHA256:
+			clientOpts = append(clientOpts, kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()))
+		case auth.ScramSHA512:
+			clientOpts = append(clientOpts, kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()))
+		case auth.Plain:
+			clientOpts = append(clientOpts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
+		default:
+			return fmt.Errorf("SASL mechanism %q: use SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", sec.sasl)
+		}
+	}
+	srv := kafka.NewServer(kcfg)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -122,15 +193,15 @@ func measureKafka(ctx context.Context, b bucket.Bucket, o ProduceOptions, res *K
 	}
 	addr := srv.Addr().String()
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerBatchMaxBytes(1<<20),
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ProducerBatchMaxBytes(1 << 20),
 		// 32 MiB buffered, a Java producer's default buffer.memory and what
 		// the direct produce benchmark keeps in flight.
-		kgo.MaxBufferedBytes(32<<20), kgo.MaxBufferedRecords(1<<20))
+		kgo.MaxBufferedBytes(32 << 20), kgo.MaxBufferedRecords(1 << 20)}, clientOpts...)...)
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	cons, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond)}, clientOpts...)...)
 	if err != nil {
 		return err
 	}
@@ -204,4 +275,42 @@ func measureKafka(ctx context.Context, b bucket.Bucket, o ProduceOptions, res *K
 	res.KafkaProduceP50Ms, res.KafkaProduceP99Ms = Millis(prodLat.Percentile(50)), Millis(prodLat.Percentile(99))
 	res.KafkaE2EP50Ms, res.KafkaE2EP99Ms = Millis(e2eLat.Percentile(50)), Millis(e2eLat.Percentile(99))
 	return nil
+}
+
+func securityName(tls bool, sasl string) string {
+	switch {
+	case tls && sasl != "":
+		return "SASL_SSL " + sasl
+	case tls:
+		return "SSL"
+	default:
+		return "SASL_PLAINTEXT " + sasl
+	}
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and the configs of a
+// server serving it and a client trusting it.
+func selfSigned() (*tls.Config, *tls.Config, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "twoway bench"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return server, &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
