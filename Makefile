@@ -103,7 +103,7 @@ vet:
 # multi-process checkers included: their agent processes are the same test
 # binary, so they run under it too, and a race in one fails the checker.
 # About 80 s on 2 CPUs.
-RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/...
+RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./internal/groups/... ./internal/keyed/... ./internal/module/... ./internal/wasm/... ./internal/auth/... ./internal/tlsconf/...
 # Functions under the race detector: the actors' mailboxes, redeploys and
 # the subscription and timer paths (with the small AssemblyScript guest:
 # compiling the Go one under -race takes minutes). The SIGKILL checker's
