@@ -163,3 +163,20 @@ func TestRedeployAndRollbackUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d invocations across 4 versions: %v", ok, labels)
 }
+
+// A rollback needs an earlier version, and says so.
+func TestRollbackNeedsAnEarlierVersion(t *testing.T) {
+	a := startAgent(t, fileBucket(t), Config{})
+	deployCounter(t, a, "v1")
+	ctx := context.Background()
+	if _, err := a.fns.Rollback(ctx, "counter", 0); err == nil || !strings.Contains(err.Error(), "only version 1") {
+		t.Fatalf("rollback of a single version: %v", err)
+	}
+	if _, err := a.fns.Rollback(ctx, "nosuch", 0); err == nil || !strings.Contains(err.Error(), "nosuch") {
+		t.Fatalf("rollback of no function: %v", err)
+	}
+	deployCounter(t, a, "v2")
+	if _, err := a.fns.Rollback(ctx, "counter", 7); err == nil || !strings.Contains(err.Error(), "versions 1 to 2") {
+		t.Fatalf("rollback to a version that does not exist: %v", err)
+	}
+}

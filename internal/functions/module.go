@@ -421,6 +421,9 @@ func (m *Module) Rollback(ctx context.Context, name string, to int) (Deployment,
 			to = cur.RollbackOf - 1
 		}
 	}
+	if len(hist) == 1 {
+		return Deployment{}, fmt.Errorf("%w: function %s has only version 1: there is nothing to roll back to", ErrInvalid, name)
+	}
 	if to < 1 || to > len(hist) || to == cur.Version {
 		return Deployment{}, fmt.Errorf("%w: function %s has versions 1 to %d (live: %d); cannot roll back to %d", ErrInvalid, name, len(hist), cur.Version, to)
 	}
