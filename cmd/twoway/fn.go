@@ -160,7 +160,7 @@ exactly once; records that keep failing go to the topic NAME.dlq. With
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(e.stdout, "deployed %s version %d (module sha256 %s, %s)\n", d.Name, d.Version, d.Module, formatByteSize(d.Size))
+		_, err = fmt.Fprintf(e.stdout, "deployed %s version %d (module sha256 %s, %s)\n", d.Name, d.Version, d.Module, humanSize(d.Size))
 		return err
 	})
 }
@@ -224,7 +224,7 @@ was deployed.
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tVERSION\tMODULE\tSIZE\tIMPORTS\tGRANTS\tTRIGGERS\tMEMORY\tTIMEOUT\tDEPLOYED")
 		for _, d := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%.12s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Version, d.Module, formatByteSize(d.Size),
+			fmt.Fprintf(tw, "%s\t%d\t%.12s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Version, d.Module, humanSize(d.Size),
 				hostImports(d), orDash(d.Grants), triggers(d), formatByteSize(int64(d.Limits.MemoryPages)*64<<10),
 				time.Duration(d.Limits.TimeoutMs)*time.Millisecond, d.DeployedAt)
 		}
@@ -258,7 +258,7 @@ func runFnHistory(ctx context.Context, e *env, args []string) error {
 			if i == len(hist)-1 {
 				note = strings.TrimSpace("live " + note)
 			}
-			fmt.Fprintf(tw, "%d\t%.12s\t%s\t%s\t%s\t%s\t%s\n", d.Version, d.Module, formatByteSize(d.Size), orDash(d.Grants), triggers(d), d.DeployedAt, note)
+			fmt.Fprintf(tw, "%d\t%.12s\t%s\t%s\t%s\t%s\t%s\n", d.Version, d.Module, humanSize(d.Size), orDash(d.Grants), triggers(d), d.DeployedAt, note)
 		}
 		return tw.Flush()
 	})

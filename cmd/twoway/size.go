@@ -89,3 +89,20 @@ func (b *byteSize) Set(s string) error {
 	*b = byteSize(n)
 	return nil
 }
+
+// humanSize writes n for people: one decimal in the largest binary unit
+// it reaches (6.2MiB), exact below 1 KiB.
+func humanSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		factor int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.factor {
+			if n%u.factor == 0 {
+				return strconv.FormatInt(n/u.factor, 10) + u.suffix
+			}
+			return strconv.FormatFloat(float64(n)/float64(u.factor), 'f', 1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}

@@ -44,3 +44,11 @@ func TestFormatByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestHumanSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0B", 1000: "1000B", 1024: "1KiB", 41241: "40.3KiB", 6495193: "6.2MiB", 3 << 30: "3GiB"} {
+		if got := humanSize(n); got != want {
+			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
