@@ -31,37 +31,9 @@ var fnCommands = []command{
 }
 
 func runFn(ctx context.Context, e *env, args []string) error {
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, `Usage:
-  twoway fn <command> [flags]
-
-Deploy and run functions: WebAssembly modules with durable keyed state
+	return runGroup(ctx, e, args, "fn", `Deploy and run functions: WebAssembly modules with durable keyed state
 (docs/FUNCTIONS.md).
-`+connectHelp+`
-
-Commands:
-`)
-		for _, c := range fnCommands {
-			fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
-		}
-		fmt.Fprint(w, `
-Run "twoway fn <command> --help" for a command's flags.
-`)
-	}
-	if len(args) == 0 {
-		return &usageError{err: errors.New("fn: no command given"), usage: func() { usage(e.stderr) }}
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		usage(e.stdout)
-		return nil
-	}
-	for _, c := range fnCommands {
-		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
-		}
-	}
-	return &usageError{err: fmt.Errorf("fn: unknown command %q", args[0]), usage: func() { usage(e.stderr) }}
+`+connectHelp, fnCommands)
 }
 
 // withFunctions opens the connection as a functions client and runs f.

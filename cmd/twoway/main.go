@@ -234,3 +234,33 @@ func (fs *flagSet) parse(e *env, args []string, maxArgs int) error {
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
+
+// runGroup runs one of cmds, the subcommands of "twoway group": about is
+// the group's help text (before the list of commands).
+func runGroup(ctx context.Context, e *env, args []string, group, about string, cmds []command) error {
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage:\n  twoway %s <command> [flags]\n\n%s\n\nCommands:\n", group, strings.TrimSpace(about))
+		width := 0
+		for _, c := range cmds {
+			width = max(width, len(c.name))
+		}
+		for _, c := range cmds {
+			fmt.Fprintf(w, "  %-*s %s\n", width+1, c.name, c.summary)
+		}
+		fmt.Fprintf(w, "\nRun \"twoway %s <command> --help\" for a command's flags.\n", group)
+	}
+	if len(args) == 0 {
+		return &usageError{err: fmt.Errorf("%s: no command given", group), usage: func() { usage(e.stderr) }}
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(e.stdout)
+		return nil
+	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	return &usageError{err: fmt.Errorf("%s: unknown command %q", group, args[0]), usage: func() { usage(e.stderr) }}
+}

@@ -24,36 +24,8 @@ var topicCommands = []command{
 }
 
 func runTopic(ctx context.Context, e *env, args []string) error {
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, `Usage:
-  twoway topic <command> [flags]
-
-Manage topics.
-`+connectHelp+`
-
-Commands:
-`)
-		for _, c := range topicCommands {
-			fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
-		}
-		fmt.Fprint(w, `
-Run "twoway topic <command> --help" for a command's flags.
-`)
-	}
-	if len(args) == 0 {
-		return &usageError{err: errors.New("topic: no command given"), usage: func() { usage(e.stderr) }}
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		usage(e.stdout)
-		return nil
-	}
-	for _, c := range topicCommands {
-		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
-		}
-	}
-	return &usageError{err: fmt.Errorf("topic: unknown command %q", args[0]), usage: func() { usage(e.stderr) }}
+	return runGroup(ctx, e, args, "topic", `Manage topics.
+`+connectHelp, topicCommands)
 }
 
 // withStreams opens the connection, runs f and explains its error.

@@ -22,37 +22,12 @@ var userCommands = []command{
 }
 
 func runUser(ctx context.Context, e *env, args []string) error {
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, `Usage:
-  twoway user <command> [flags]
-
-Manage the users that authenticate with SASL (PLAIN, SCRAM-SHA-256,
+	return runGroup(ctx, e, args, "user", `Manage the users that authenticate with SASL (PLAIN, SCRAM-SHA-256,
 SCRAM-SHA-512) on Kafka and HTTP Basic on HTTP (docs/SECURITY.md). The log
 keeps salted, iterated SCRAM credentials, never a password. Straight on the
 bucket (--bucket) a command needs no user: whoever can write the bucket
 holds all the data anyway; that is how the first user is made.
-`+connectHelp+`
-
-Commands:
-`)
-		for _, c := range userCommands {
-			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-		}
-	}
-	if len(args) == 0 {
-		return &usageError{err: errors.New("user: no command given"), usage: func() { usage(e.stderr) }}
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		usage(e.stdout)
-		return nil
-	}
-	for _, c := range userCommands {
-		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
-		}
-	}
-	return &usageError{err: fmt.Errorf("user: unknown command %q", args[0]), usage: func() { usage(e.stderr) }}
+`+connectHelp, userCommands)
 }
 
 // apiCall sends a JSON request and decodes a JSON answer (out may be nil).
@@ -179,36 +154,11 @@ var tokenCommands = []command{
 }
 
 func runToken(ctx context.Context, e *env, args []string) error {
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, `Usage:
-  twoway token <command> [flags]
-
-Manage HTTP bearer tokens (docs/SECURITY.md). A token is printed once, when
+	return runGroup(ctx, e, args, "token", `Manage HTTP bearer tokens (docs/SECURITY.md). A token is printed once, when
 created; the log keeps only its hash. Clients send it as
 "Authorization: Bearer TOKEN"; the CLI's --server mode takes it from --token
 or $TWOWAY_TOKEN.
-`+connectHelp+`
-
-Commands:
-`)
-		for _, c := range tokenCommands {
-			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-		}
-	}
-	if len(args) == 0 {
-		return &usageError{err: errors.New("token: no command given"), usage: func() { usage(e.stderr) }}
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		usage(e.stdout)
-		return nil
-	}
-	for _, c := range tokenCommands {
-		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
-		}
-	}
-	return &usageError{err: fmt.Errorf("token: unknown command %q", args[0]), usage: func() { usage(e.stderr) }}
+`+connectHelp, tokenCommands)
 }
 
 func runTokenCreate(ctx context.Context, e *env, args []string) error {

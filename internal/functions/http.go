@@ -124,7 +124,13 @@ func (m *Module) routes(r module.Routes) {
 		}
 		q := r.URL.Query()
 		_, keyed := q["key"]
-		m.log.Sync(r.Context())
+		// Catching up with the bucket only when the function is not
+		// known here (deployed through another agent a moment ago): an
+		// invocation's commit is guarded, so a stale view costs at most a
+		// re-run, never a wrong effect.
+		if _, ok := m.Get(r.PathValue("name")); !ok {
+			m.log.Sync(r.Context())
+		}
 		resp, err := m.Invoke(r.Context(), r.PathValue("name"), q.Get("key"), keyed, q.Get("method"), body)
 		if err != nil {
 			writeErr(w, err)

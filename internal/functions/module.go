@@ -95,29 +95,7 @@ func (c *Config) fill() {
 	if c.StateCache <= 0 {
 		c.StateCache = 64 << 20
 	}
-	d := &c.Defaults
-	def := DefaultLimits
-	if d.MemoryPages == 0 {
-		d.MemoryPages = def.MemoryPages
-	}
-	if d.TimeoutMs == 0 {
-		d.TimeoutMs = def.TimeoutMs
-	}
-	if d.MaxConcurrency == 0 {
-		d.MaxConcurrency = def.MaxConcurrency
-	}
-	if d.MaxOutput == 0 {
-		d.MaxOutput = def.MaxOutput
-	}
-	if d.MaxState == 0 {
-		d.MaxState = def.MaxState
-	}
-	if d.MaxRecord == 0 {
-		d.MaxRecord = def.MaxRecord
-	}
-	if d.MaxEffects == 0 {
-		d.MaxEffects = def.MaxEffects
-	}
+	c.Defaults = c.Defaults.or(DefaultLimits)
 }
 
 // Module is the functions module.
@@ -288,8 +266,7 @@ func (m *Module) Deploy(ctx context.Context, req DeployRequest) (Deployment, err
 			return Deployment{}, fmt.Errorf("%w: unknown grant %q (grants: state, timers, log, metrics, config, publish:TOPIC, read:TOPIC, http:HOST)", ErrInvalid, g)
 		}
 	}
-	lim := req.Limits
-	m.fillLimits(&lim)
+	lim := req.Limits.or(m.cfg.Defaults)
 	if lim.MemoryPages > 65536 || lim.TimeoutMs < 1 || lim.MaxConcurrency < 1 {
 		return Deployment{}, fmt.Errorf("%w: limits out of range: memory %d pages (at most 65536), timeout %d ms, concurrency %d", ErrInvalid, lim.MemoryPages, lim.TimeoutMs, lim.MaxConcurrency)
 	}
@@ -336,29 +313,25 @@ func (m *Module) Deploy(ctx context.Context, req DeployRequest) (Deployment, err
 	return m.commitDeploy(ctx, d)
 }
 
-func (m *Module) fillLimits(l *Limits) {
-	d := m.cfg.Defaults
+// or fills l's zero fields from def.
+func (l Limits) or(def Limits) Limits {
+	pick := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
 	if l.MemoryPages == 0 {
-		l.MemoryPages = d.MemoryPages
+		l.MemoryPages = def.MemoryPages
 	}
 	if l.TimeoutMs == 0 {
-		l.TimeoutMs = d.TimeoutMs
+		l.TimeoutMs = def.TimeoutMs
 	}
-	if l.MaxConcurrency == 0 {
-		l.MaxConcurrency = d.MaxConcurrency
-	}
-	if l.MaxOutput == 0 {
-		l.MaxOutput = d.MaxOutput
-	}
-	if l.MaxState == 0 {
-		l.MaxState = d.MaxState
-	}
-	if l.MaxRecord == 0 {
-		l.MaxRecord = d.MaxRecord
-	}
-	if l.MaxEffects == 0 {
-		l.MaxEffects = d.MaxEffects
-	}
+	pick(&l.MaxConcurrency, def.MaxConcurrency)
+	pick(&l.MaxOutput, def.MaxOutput)
+	pick(&l.MaxState, def.MaxState)
+	pick(&l.MaxRecord, def.MaxRecord)
+	pick(&l.MaxEffects, def.MaxEffects)
+	return l
 }
 
 // DLQTopic is the dead-letter topic of function name.
