@@ -1,10 +1,14 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"crypto/pbkdf2"
 	"crypto/sha512"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,20 +25,14 @@ import (
 // With authentication required, a connection that never authenticates is
 // closed after the timeout, and one that does is served.
 func TestUnauthenticatedConnectionsTimeOut(t *testing.T) {
-	users := auth.New()
-	svc, err := stream.Open(context.Background(), testBucket(t), stream.Options{Log: commitlog.Options{
-		Linger: time.Millisecond, PollMin: time.Millisecond, PollMax: 20 * time.Millisecond, Logger: quietLogger(),
-	}}, users)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { svc.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := users.SetUser(ctx, "alice", "pw", nil, 1); err != nil {
-		t.Fatal(err)
-	}
-	s := testServer(t, svc, func(c *Config) { c.Auth, c.RequireAuth, c.AuthTimeout = users, true, 300*time.Millisecond })
+	svc, users := withUsers(t, ctx, "alice", "pw")
+	var logs lockedLog
+	s := testServer(t, svc, func(c *Config) {
+		c.Auth, c.RequireAuth, c.AuthTimeout = users, true, 300*time.Millisecond
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
 	nc, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -57,25 +55,56 @@ func TestUnauthenticatedConnectionsTimeOut(t *testing.T) {
 	if err := cl.Ping(ctx); err != nil {
 		t.Fatalf("an authenticated client after the timeout: %v", err)
 	}
+	// Only the silent connection was closed for it (a client that
+	// reconnected would hide that its connection had been).
+	if n := strings.Count(logs.String(), "did not authenticate in time"); n != 1 {
+		t.Fatalf("%d connections closed for not authenticating, want 1:\n%s", n, logs.String())
+	}
 }
 
-// AlterUserScramCredentials and DescribeUserScramCredentials, as Kafka's
-// tools send them: a credential set from a salted password (derived by
-// the client) authenticates; deleted, it does not.
-func TestUserSCRAMCredentialsAPIs(t *testing.T) {
+// withUsers is a streams service whose log also holds users, with one
+// user made.
+func withUsers(t *testing.T, ctx context.Context, user, pass string) (*stream.Service, *auth.Module) {
+	t.Helper()
 	users := auth.New()
-	svc, err := stream.Open(context.Background(), testBucket(t), stream.Options{Log: commitlog.Options{
+	svc, err := stream.Open(ctx, testBucket(t), stream.Options{Log: commitlog.Options{
 		Linger: time.Millisecond, PollMin: time.Millisecond, PollMax: 20 * time.Millisecond, Logger: quietLogger(),
 	}}, users)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := users.SetUser(ctx, "admin", "pw", nil, 1); err != nil {
+	if err := users.SetUser(ctx, user, pass, nil, 1); err != nil {
 		t.Fatal(err)
 	}
+	return svc, users
+}
+
+// lockedLog collects log output written from several goroutines.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// AlterUserScramCredentials and DescribeUserScramCredentials, as Kafka's
+// tools send them: a credential set from a salted password (derived by
+// the client) authenticates; deleted, it does not.
+func TestUserSCRAMCredentialsAPIs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, users := withUsers(t, ctx, "admin", "pw")
 	s := testServer(t, svc, func(c *Config) { c.Auth, c.RequireAuth = users, true })
 	admin := testClient(t, s.Addr().String(), kgo.SASL(scram.Auth{User: "admin", Pass: "pw"}.AsSha256Mechanism()))
 
