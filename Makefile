@@ -3,7 +3,8 @@
 #   make test        everything: tools, gofmt, go vet, all tests with MinIO up,
 #                    then the core packages again under the race detector
 #   make test-short  go test -short ./... without external servers (S3 tests skip)
-#   make build       the twoway binary
+#   make build       the twoway binary (with SQL: needs cgo)
+#   make nosql       build, vet and test the build without SQL (CGO_ENABLED=0 -tags nosql)
 #   make tools       test tools, reused when present: MinIO under .tools/bin,
 #                    kcat (apt-get), kafkajs (npm ci in test/kafkajs)
 #   make examples    the example functions: examples/device-twin/go/device-twin.wasm
@@ -29,7 +30,12 @@ GOTESTFLAGS ?=
 KAFKAJS_DIR   := $(CURDIR)/test/kafkajs
 KAFKAJS_STAMP := $(KAFKAJS_DIR)/node_modules/.twoway-installed
 
-.PHONY: all tools kcat kafkajs test test-short build fmt-check vet examples asc
+# DuckDB from npm (@duckdb/node-api), pinned by test/duckdb/package-lock.json:
+# a reader of the tables' Parquet files that twoway did not build.
+DUCKDB_NODE_DIR   := $(CURDIR)/test/duckdb
+DUCKDB_NODE_STAMP := $(DUCKDB_NODE_DIR)/node_modules/.twoway-installed
+
+.PHONY: all tools kcat kafkajs duckdb-node test test-short build fmt-check vet examples asc nosql
 
 # The AssemblyScript toolchain is pinned by the example's package-lock.json
 # and installed there by npm ci, as kafkajs is.
@@ -53,7 +59,7 @@ examples: asc
 
 all: build
 
-tools: $(MINIO) kcat kafkajs asc
+tools: $(MINIO) kcat kafkajs duckdb-node asc
 
 $(MINIO): $(MINIO_STAMP)
 	@echo "installing MinIO $(MINIO_VERSION) into $(TOOLS) (a few minutes the first time)"
@@ -92,6 +98,16 @@ $(KAFKAJS_STAMP): $(KAFKAJS_DIR)/package.json $(KAFKAJS_DIR)/package-lock.json
 		echo "npm is missing: install Node.js 20 or later to run the kafkajs tests"; \
 	fi
 
+duckdb-node: $(DUCKDB_NODE_STAMP)
+
+$(DUCKDB_NODE_STAMP): $(DUCKDB_NODE_DIR)/package.json $(DUCKDB_NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing @duckdb/node-api into test/duckdb (npm ci)"; \
+		cd $(DUCKDB_NODE_DIR) && npm ci --no-audit --no-fund && touch $@; \
+	else \
+		echo "npm is missing: install Node.js 20 or later to run the DuckDB (npm) table tests"; \
+	fi
+
 fmt-check:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
@@ -110,10 +126,23 @@ RACE_PKGS := ./internal/commitlog/... ./internal/stream/... ./bucket/... ./inter
 # agent processes ran in the main step.
 RACE_FN   := 'Test(IncrementsThroughTwoAgents|RedeployAndRollbackUnderLoad|AllOrNone.*)$$|TestDeviceTwin$$/assemblyscript'
 
+# Tables under the race detector: the materializer, its maintenance and
+# SQL over files and the fresh tail at once.
+RACE_TABLES := 'Test(MaterializeExactlyOnce|SQLSeesEveryRecord|Maintenance)$$'
+
 test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...
+	$(MAKE) nosql
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -race -count=1 $(GOTESTFLAGS) $(RACE_PKGS)
 	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_FN) ./internal/functions/
+	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_TABLES) ./internal/tables/
+
+# The build without SQL for the smallest devices: no cgo, no DuckDB; it
+# still materializes tables, and SQL says it is not built in.
+nosql:
+	CGO_ENABLED=0 $(GO) build -tags nosql -o /dev/null ./cmd/twoway
+	CGO_ENABLED=0 $(GO) vet -tags nosql ./cmd/twoway ./internal/tables/ ./internal/sqlengine/
+	CGO_ENABLED=0 $(GO) test -tags nosql -count=1 $(GOTESTFLAGS) -run 'TestNoSQL' ./internal/tables/ ./internal/sqlengine/
 
 test-short:
 	$(GO) test -short -count=1 $(GOTESTFLAGS) ./...

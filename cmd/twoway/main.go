@@ -49,6 +49,8 @@ var commands = []command{
 	{name: "user", summary: "create, list and delete the users that authenticate (SASL, HTTP Basic)", run: runUser},
 	{name: "token", summary: "create, list and revoke HTTP bearer tokens", run: runToken},
 	{name: "fn", summary: "deploy, list, invoke and roll back functions (WebAssembly)", run: runFn},
+	{name: "table", summary: "create, list, describe, alter and drop tables (topics as Iceberg tables)", run: runTable},
+	{name: "sql", summary: "run a SQL query over the tables and topics (DuckDB)", run: runSQL},
 	{name: "bench", summary: "measure a bucket's throughput and latency", run: runBench},
 }
 

@@ -50,7 +50,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsKey := fs.String("tls-key", "", "PEM `file` of the certificate's private key")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file` of the CA client certificates must be signed by: clients without one are refused,\nand a certificate's subject is its connection's principal (User:CN=...)")
 	metricsAuth := fs.Bool("metrics-auth", false, "with --auth, /metrics requires authentication too")
-	cacheDir := fs.String("cache-dir", "", "`directory` for compiled function modules, kept across restarts (default: the user's cache directory, ~/.cache/twoway)")
+	cacheDir := fs.String("cache-dir", "", "`directory` for compiled function modules and the cache of table data files that SQL reads from S3, kept across restarts (default: the user's cache directory, ~/.cache/twoway)")
 	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without authentication")
 	authOn := fs.Bool("auth", false, "require authentication on both listeners: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\non Kafka, HTTP Basic on HTTP, with the users of `twoway user create`")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
@@ -64,6 +64,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		InsecureNoAuth: *insecure,
 		MetricsAuth:    *metricsAuth,
 		Functions:      functions.Config{CacheDir: *cacheDir},
+		Tables:         tablesConfig(*cacheDir),
 		TLS:            tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA},
 		Bucket:         *bucketURL,
 		HTTPAddr:       *httpAddr,

@@ -29,6 +29,7 @@ import (
 	"github.com/twoway/twoway/internal/kafka"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/stream"
+	"github.com/twoway/twoway/internal/tables"
 	"github.com/twoway/twoway/internal/tlsconf"
 )
 
@@ -80,7 +81,10 @@ type Config struct {
 	// Functions tunes the functions module; its Streams and Workers are
 	// the agent's. CacheDir defaults to the user's cache directory.
 	Functions functions.Config
-	Logger    *slog.Logger
+	// Tables tunes the tables module; its Streams and Workers are the
+	// agent's.
+	Tables tables.Config
+	Logger *slog.Logger
 	// Registry receives the agent's metrics; nil makes a new one.
 	Registry *prometheus.Registry
 }
@@ -99,6 +103,8 @@ type Agent struct {
 	Groups  *groups.Coordinator
 	// Functions is the functions module (deployments, invocations).
 	Functions *functions.Module
+	// Tables is the tables module (Iceberg tables, SQL).
+	Tables *tables.Module
 	// Users is the security module: users and their authentication.
 	Users *auth.Module
 	kind  bucketurl.Kind
@@ -167,6 +173,9 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	a.Functions = functions.New(fcfg)
+	tcfg := cfg.Tables
+	tcfg.Streams, tcfg.Workers = a.Service, !opts.NoJanitor
+	a.Tables = tables.New(tcfg)
 	// The HTTP server exists before the modules start, which register
 	// their routes on it; its health checks read the log once it is open.
 	var set *module.Set
@@ -184,6 +193,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		gm,
 		a.Functions,
 		a.Users,
+		a.Tables,
 	}
 	set, err = module.Open(ctx, module.Config{Bucket: a.Bucket, Log: opts, HTTP: a.HTTP, Metrics: cfg.Registry, Logger: cfg.Logger}, mods...)
 	if err != nil {

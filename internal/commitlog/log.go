@@ -535,6 +535,15 @@ func (l *Log) Propose(ctx context.Context, entries ...Entry) (uint64, []any, err
 	return l.submit(notAfter, entries)(ctx)
 }
 
+// ProposeFresh is Propose for entries that reference objects under a
+// collected prefix (CollectUnder) written at or after written: the
+// proposal lands within Grace/4 of it or is refused (ErrNotCommitted),
+// never committed, so it cannot reference an object garbage collection
+// may already have deleted (a writer paused for longer, say).
+func (l *Log) ProposeFresh(ctx context.Context, written time.Time, entries ...Entry) (uint64, []any, error) {
+	return l.submit(written.Add(l.opts.Grace/4), entries)(ctx)
+}
+
 // Submit queues entries for the next commit without waiting, and returns
 // the function that waits for the outcome (as Propose does). Entries
 // submitted earlier, by any goroutine, are committed in an earlier commit or

@@ -1,0 +1,576 @@
+package tables
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go"
+	icebergio "github.com/apache/iceberg-go/io"
+	"github.com/apache/iceberg-go/table"
+	"github.com/apache/iceberg-go/table/compaction"
+
+	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/records"
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// worker is a running materializer of one table.
+type worker struct {
+	cancel context.CancelFunc
+	fin    chan struct{}
+}
+
+func (w *worker) stop() { w.cancel(); <-w.fin }
+func (w *worker) done() bool {
+	select {
+	case <-w.fin:
+		return true
+	default:
+		return false
+	}
+}
+
+func (m *Module) startWorker(ctx context.Context, name string) *worker {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{cancel: cancel, fin: make(chan struct{})}
+	go func() {
+		defer close(w.fin)
+		m.materialize(wctx, name)
+	}()
+	return w
+}
+
+// materialize runs sessions for the table while this agent holds its
+// lease. A session that fails (a conflict, a bucket error) is started
+// again from the committed pointer: what it had pending is read again.
+func (m *Module) materialize(ctx context.Context, name string) {
+	log := m.logger.With("table", name)
+	for ctx.Err() == nil {
+		err := m.session(ctx, name, log)
+		if ctx.Err() != nil || errors.Is(err, errStopped) {
+			return
+		}
+		if errors.Is(err, ErrConflict) {
+			m.met.conflicts.WithLabelValues(name).Inc()
+			log.Info("table commit conflicted; building it again on the new pointer", "err", err)
+		} else if err != nil {
+			m.met.failures.WithLabelValues(name).Inc()
+			log.Warn("materializing failed; starting again from the committed pointer", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+		m.log.Sync(ctx)
+	}
+}
+
+// side is one of the Iceberg tables a materializer writes: the table or
+// its dead-letter table.
+type side struct {
+	name   string // Iceberg table name
+	meta   table.Metadata
+	key    string // metadata key ("" before the first commit)
+	ver    int
+	schema *arrow.Schema
+	rows   *rowBuilder
+	live   map[string]bool
+}
+
+func (m *Module) newSide(ctx context.Context, fio *bucketIO, d *Def, dlq bool, p Pointer) (*side, error) {
+	s := &side{name: d.Name, key: p.Metadata, ver: p.Version}
+	if dlq {
+		s.name = d.Name + DLQSuffix
+	}
+	var err error
+	if p.Metadata != "" {
+		s.meta, err = loadMetadata(ctx, m.b, p.Metadata)
+	} else {
+		s.meta, err = newMetadata(d, dlq, fio.URL(tablePrefix(s.name)))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", s.name, err)
+	}
+	if err := s.reset(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reset starts the pending rows again, in the metadata's current schema.
+func (s *side) reset() error {
+	sc, err := table.SchemaToArrowSchema(s.meta.CurrentSchema(), nil, true, false)
+	if err != nil {
+		return fmt.Errorf("arrow schema of %s: %w", s.name, err)
+	}
+	if s.rows != nil {
+		s.rows.release()
+	}
+	s.schema, s.rows = sc, newRowBuilder(sc)
+	return nil
+}
+
+func (m *Module) fsF(fio *bucketIO) table.FSysF {
+	return func(context.Context) (icebergio.IO, error) { return fio, nil }
+}
+
+// stage runs f on a transaction of s and writes the next metadata file.
+// It returns the staged result; nothing is committed to the log.
+func (m *Module) stage(ctx context.Context, fio *bucketIO, s *side, f func(tx *table.Transaction) error) (*staging, error) {
+	st := &staging{b: m.b, fio: fio, name: s.name, base: s.meta, version: s.ver}
+	loc := ""
+	if s.key != "" {
+		loc = fio.URL(s.key)
+	}
+	tbl := table.New(table.Identifier{Namespace, s.name}, s.meta, loc, m.fsF(fio), st)
+	tx := tbl.NewTransaction()
+	if err := f(tx); err != nil {
+		return nil, err
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	if !st.commited {
+		return nil, nil // nothing changed
+	}
+	return st, nil
+}
+
+// Namespace is the one Iceberg namespace twoway's tables are in.
+const Namespace = "default"
+
+// session materializes from the committed pointer until an error, a
+// conflict or a schema change (which starts a new session).
+func (m *Module) session(ctx context.Context, name string, log *slog.Logger) error {
+	t, ok := m.Get(name)
+	if !ok || !m.holds(name) {
+		return errStopped
+	}
+	fio := newBucketIO(ctx, m.b)
+	main, err := m.newSide(ctx, fio, &t.Def, false, t.Main)
+	if err != nil {
+		return err
+	}
+	dlq, err := m.newSide(ctx, fio, &t.Def, true, t.DLQ)
+	if err != nil {
+		return err
+	}
+	manifests := map[string][]string{}
+	if t.SchemaRev != t.Applied {
+		return m.evolve(ctx, fio, t, main, dlq, manifests)
+	}
+	dec, err := m.decoderFor(t, main)
+	if err != nil {
+		return err
+	}
+	pos := maps.Clone(t.Offsets)
+	if pos == nil {
+		pos = map[int32]int64{}
+	}
+	interval := time.Duration(t.Def.CommitIntervalMs) * time.Millisecond
+	flushAfter := interval - min(2*time.Second, interval/5)
+	var firstPending time.Time
+	moved := false // offsets advanced past records that are not rows (retention)
+	lastMaint := time.Now()
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		cur, ok := m.Get(name)
+		if !ok || cur.Incarnation != t.Incarnation || !m.holds(name) {
+			return errStopped
+		}
+		if cur.SchemaRev != t.Applied {
+			// Commit what is pending in the old schema first.
+			if main.rows.rows+dlq.rows.rows > 0 || moved {
+				if err := m.commitPending(ctx, fio, t, main, dlq, pos, manifests); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		changed := m.log.Changed()
+		got := false
+		for _, p := range m.partitionsOf(t.Def.Topic) {
+			off, known := pos[p.Partition]
+			if !known || off < p.Start {
+				if known && off < p.Start {
+					log.Warn("records were deleted by the topic's retention before they were materialized", "partition", p.Partition, "from", off, "to", p.Start)
+					m.met.skipped.WithLabelValues(name).Add(float64(p.Start - off))
+				}
+				off, moved = p.Start, true
+				pos[p.Partition] = off
+			}
+			if off >= p.End || main.rows.bytes+dlq.rows.bytes >= m.cfg.FlushBytes {
+				continue
+			}
+			res, err := m.streams.Fetch(ctx, t.Def.Topic, p.Partition, off, 4<<20, 0)
+			if err != nil {
+				var oor *stream.OffsetOutOfRangeError
+				if errors.As(err, &oor) {
+					continue // retention moved the start: seen next round
+				}
+				return fmt.Errorf("read %s/%d at %d: %w", t.Def.Topic, p.Partition, off, err)
+			}
+			for _, batch := range res.Batches {
+				recs, _, err := records.Decode(batch, stream.Decompress)
+				if err != nil {
+					return fmt.Errorf("decode %s/%d at %d: %w", t.Def.Topic, p.Partition, off, err)
+				}
+				for i := range recs {
+					r := &recs[i]
+					if r.Offset < off || r.Offset >= res.HighWatermark {
+						continue
+					}
+					if main.rows.rows+dlq.rows.rows == 0 {
+						firstPending = time.Now()
+					}
+					if err := m.addRecord(p.Partition, r, dec, main, dlq); err != nil {
+						return err
+					}
+					off = r.Offset + 1
+					got = true
+				}
+			}
+			pos[p.Partition] = off
+		}
+		pending := main.rows.rows + dlq.rows.rows
+		due := pending > 0 && (time.Since(firstPending) >= flushAfter || main.rows.bytes+dlq.rows.bytes >= m.cfg.FlushBytes)
+		if due || moved && pending == 0 {
+			if err := m.commitPending(ctx, fio, t, main, dlq, pos, manifests); err != nil {
+				return err
+			}
+			moved = false
+			continue
+		}
+		if pending == 0 && time.Since(lastMaint) >= m.cfg.MaintenanceEvery {
+			lastMaint = time.Now()
+			if err := m.maintain(ctx, fio, t, main, dlq, pos, manifests); err != nil {
+				return err
+			}
+			continue
+		}
+		if got {
+			continue
+		}
+		wait := 250 * time.Millisecond
+		if pending > 0 {
+			wait = min(wait, max(time.Millisecond, flushAfter-time.Since(firstPending)))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// decoderFor decodes values into the columns the table's Iceberg schema
+// has now (a schema change reaches it in its own commit).
+func (m *Module) decoderFor(t *Table, main *side) (*rowDecoder, error) {
+	if t.Def.Schema == nil {
+		return nil, nil
+	}
+	n := len(main.meta.CurrentSchema().Fields()) - len(systemColumns)
+	if n < 0 || n > len(t.Def.Schema.Columns) {
+		return nil, fmt.Errorf("table %s: its Iceberg schema has %d columns, its definition %d", t.Def.Name, n, len(t.Def.Schema.Columns))
+	}
+	return newRowDecoder(&Schema{Columns: t.Def.Schema.Columns[:n]})
+}
+
+// addRecord adds a record's row to the table, or to the dead-letter table
+// with the reason it does not fit.
+func (m *Module) addRecord(part int32, r *records.Record, dec *rowDecoder, main, dlq *side) error {
+	row := make([]any, 0, len(main.schema.Fields()))
+	row = append(row, part, r.Offset, time.UnixMilli(r.Timestamp).UTC())
+	if r.Key != nil {
+		row = append(row, r.Key)
+	} else {
+		row = append(row, nil)
+	}
+	var hs []any
+	for _, h := range r.Headers {
+		var v any
+		if h.Value != nil {
+			v = h.Value
+		}
+		hs = append(hs, map[string]any{"key": h.Key, "value": v})
+	}
+	if hs == nil {
+		row = append(row, nil)
+	} else {
+		row = append(row, hs)
+	}
+	sys := row
+	var val any
+	if r.Value != nil {
+		val = r.Value
+	}
+	if dec == nil {
+		return main.rows.add(append(row, val))
+	}
+	full, err := dec.decode(r.Value, row)
+	if err == nil {
+		return main.rows.add(full)
+	}
+	return dlq.rows.add(append(append(sys[:len(systemColumns):len(systemColumns)], val), err.Error()))
+}
+
+// commitPending writes the pending rows and commits the pointer with the
+// offsets read so far.
+func (m *Module) commitPending(ctx context.Context, fio *bucketIO, t *Table, main, dlq *side, pos map[int32]int64, manifests map[string][]string) error {
+	start := time.Now()
+	c := commit{Name: t.Def.Name, Incarnation: t.Incarnation, BaseMain: t.Main.Version, BaseDLQ: t.DLQ.Version,
+		Offsets: maps.Clone(pos), Applied: t.Applied, AtMs: time.Now().UnixMilli()}
+	var staged [2]*staging
+	for i, s := range []*side{main, dlq} {
+		if s.rows.rows == 0 {
+			continue
+		}
+		n := int64(s.rows.rows)
+		rec := s.rows.record()
+		st, err := m.stage(ctx, fio, s, func(tx *table.Transaction) error {
+			rdr, err := array.NewRecordReader(s.schema, []arrow.RecordBatch{rec})
+			if err != nil {
+				return err
+			}
+			defer rdr.Release()
+			return tx.Append(ctx, rdr, iceberg.Properties{"twoway.table": t.Def.Name})
+		})
+		rec.Release()
+		if err != nil {
+			return fmt.Errorf("write %s: %w", s.name, err)
+		}
+		staged[i] = st
+		if i == 0 {
+			c.Main, c.Rows = Pointer{Version: st.wrote, Metadata: st.key}, n
+		} else {
+			c.DLQ, c.DLQRows = Pointer{Version: st.wrote, Metadata: st.key}, n
+		}
+	}
+	if err := m.commitPointer(ctx, fio, t, main, dlq, staged, &c, manifests, start); err != nil {
+		return err
+	}
+	m.met.rows.WithLabelValues(t.Def.Name).Add(float64(c.Rows))
+	m.met.deadLetters.WithLabelValues(t.Def.Name).Add(float64(c.DLQRows))
+	m.met.commitSeconds.WithLabelValues(t.Def.Name).Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// commitPointer commits c, the pointer to the staged metadata, and on
+// success moves the session onto it.
+func (m *Module) commitPointer(ctx context.Context, fio *bucketIO, t *Table, main, dlq *side, staged [2]*staging, c *commit, manifests map[string][]string, written time.Time) error {
+	live := map[string]bool{}
+	for i, s := range []*side{main, dlq} {
+		meta, key := s.meta, s.key
+		if staged[i] != nil {
+			meta, key = staged[i].written, staged[i].key
+		}
+		if key == "" {
+			continue
+		}
+		l, err := liveFiles(fio, key, meta, manifests)
+		if err != nil {
+			return err
+		}
+		maps.Copy(live, l)
+		live[versionHintKey(s.name)] = true
+	}
+	for k := range live {
+		if !t.Live[k] {
+			c.Add = append(c.Add, k)
+		}
+	}
+	for k := range t.Live {
+		if !live[k] {
+			c.Drop = append(c.Drop, k)
+		}
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, res, err := m.log.ProposeFresh(ctx, written, commitlog.Entry{Type: TypeCommit, Data: data})
+	if err != nil {
+		// The outcome is unknown: it is ours if the pointer is.
+		if serr := m.log.Sync(ctx); serr != nil {
+			return err
+		}
+		cur, ok := m.Get(t.Def.Name)
+		if !ok || cur.Incarnation != t.Incarnation || cur.Main != pick(c.Main, t.Main) || cur.DLQ != pick(c.DLQ, t.DLQ) || !maps.Equal(cur.Offsets, mergeOffsets(t.Offsets, c.Offsets)) {
+			return err
+		}
+	} else if rerr, ok := res[0].(error); ok {
+		return rerr
+	}
+	// Committed: the session goes on from the new pointer.
+	for i, s := range []*side{main, dlq} {
+		if staged[i] == nil {
+			continue
+		}
+		s.meta, s.key, s.ver = staged[i].written, staged[i].key, staged[i].wrote
+		if err := s.reset(); err != nil {
+			return err
+		}
+		hint := fmt.Appendf(nil, "%d", s.ver)
+		if err := fio.WriteFile(fio.URL(versionHintKey(s.name)), hint); err != nil {
+			m.logger.Warn("writing version-hint.text failed (the log has the pointer)", "table", s.name, "err", err)
+		}
+	}
+	t.Main, t.DLQ = pick(c.Main, t.Main), pick(c.DLQ, t.DLQ)
+	t.Offsets = mergeOffsets(t.Offsets, c.Offsets)
+	t.Applied = c.Applied
+	t.Live = live
+	t.Rows += c.Rows
+	t.DLQRows += c.DLQRows
+	return nil
+}
+
+func pick(p, old Pointer) Pointer {
+	if p.Version != 0 {
+		return p
+	}
+	return old
+}
+
+func mergeOffsets(old, add map[int32]int64) map[int32]int64 {
+	out := maps.Clone(old)
+	if out == nil {
+		out = map[int32]int64{}
+	}
+	maps.Copy(out, add)
+	return out
+}
+
+// evolve commits the table's new schema revision: the columns added since
+// the Iceberg schema was written become optional Iceberg columns (a new
+// schema id; old files stay readable, their rows read null there).
+func (m *Module) evolve(ctx context.Context, fio *bucketIO, t *Table, main, dlq *side, manifests map[string][]string) error {
+	start := time.Now()
+	have := len(main.meta.CurrentSchema().Fields()) - len(systemColumns)
+	added := t.Def.Schema.Columns[have:]
+	c := commit{Name: t.Def.Name, Incarnation: t.Incarnation, BaseMain: t.Main.Version, BaseDLQ: t.DLQ.Version,
+		Applied: t.SchemaRev, AtMs: time.Now().UnixMilli()}
+	var staged [2]*staging
+	if len(added) > 0 {
+		st, err := m.stage(ctx, fio, main, func(tx *table.Transaction) error {
+			u := tx.UpdateSchema(true, false)
+			for _, col := range added {
+				typ, err := ParseType(col.Type)
+				if err != nil {
+					return err
+				}
+				id := 0
+				u = u.AddColumn([]string{col.Name}, toIceberg(typ, func() int { id++; return id }), col.Doc, false, nil)
+			}
+			return u.Commit()
+		})
+		if err != nil {
+			return fmt.Errorf("evolve the schema of %s: %w", t.Def.Name, err)
+		}
+		if st != nil {
+			staged[0] = st
+			c.Main = Pointer{Version: st.wrote, Metadata: st.key}
+		}
+	}
+	if err := m.commitPointer(ctx, fio, t, main, dlq, staged, &c, manifests, start); err != nil {
+		return err
+	}
+	m.logger.Info("table schema evolved", "table", t.Def.Name, "columns_added", len(added), "revision", t.SchemaRev)
+	return nil
+}
+
+// maintain merges small data files and expires old snapshots, each side in
+// one commit. Nothing is pending when it runs.
+func (m *Module) maintain(ctx context.Context, fio *bucketIO, t *Table, main, dlq *side, pos map[int32]int64, manifests map[string][]string) error {
+	for i, s := range []*side{main, dlq} {
+		if s.key == "" {
+			continue
+		}
+		start := time.Now()
+		st, merged, expired, err := m.maintainSide(ctx, fio, s)
+		if err != nil {
+			return fmt.Errorf("maintain %s: %w", s.name, err)
+		}
+		if st == nil {
+			continue
+		}
+		c := commit{Name: t.Def.Name, Incarnation: t.Incarnation, BaseMain: t.Main.Version, BaseDLQ: t.DLQ.Version,
+			Applied: t.Applied, AtMs: time.Now().UnixMilli()}
+		var staged [2]*staging
+		staged[i] = st
+		p := Pointer{Version: st.wrote, Metadata: st.key}
+		if i == 0 {
+			c.Main = p
+		} else {
+			c.DLQ = p
+		}
+		if err := m.commitPointer(ctx, fio, t, main, dlq, staged, &c, manifests, start); err != nil {
+			return err
+		}
+		m.met.merged.WithLabelValues(t.Def.Name).Add(float64(merged))
+		m.met.expired.WithLabelValues(t.Def.Name).Add(float64(expired))
+		m.logger.Info("table maintained", "table", s.name, "files_merged", merged, "snapshots_expired", expired)
+	}
+	return nil
+}
+
+// maintainSide stages a merge of small files and an expiry of snapshots,
+// or returns nil when there is nothing to do.
+func (m *Module) maintainSide(ctx context.Context, fio *bucketIO, s *side) (*staging, int, int, error) {
+	loc := fio.URL(s.key)
+	tbl := table.New(table.Identifier{Namespace, s.name}, s.meta, loc, m.fsF(fio), nil)
+	var groups []table.CompactionTaskGroup
+	merged := 0
+	if s.meta.CurrentSnapshot() != nil {
+		tasks, err := tbl.Scan().PlanFiles(ctx)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		target := m.cfg.TargetFileSize
+		cfg := compaction.Config{TargetFileSizeBytes: target, MinFileSizeBytes: target * 3 / 4, MaxFileSizeBytes: target * 9 / 5,
+			MinInputFiles: uint(m.cfg.MinMergeFiles), DeleteFileThreshold: 5, PackingLookback: compaction.DefaultPackingLookback}
+		plan, err := cfg.PlanCompaction(tasks)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		for _, g := range plan.Groups {
+			groups = append(groups, table.CompactionTaskGroup{PartitionKey: g.PartitionKey, Tasks: g.Tasks, TotalSizeBytes: g.TotalSizeBytes})
+			merged += len(g.Tasks)
+		}
+	}
+	now := time.Now()
+	expired := 0
+	snaps := s.meta.Snapshots()
+	cur := s.meta.CurrentSnapshot()
+	if len(snaps) > m.cfg.SnapshotsKeep {
+		for i, sn := range snaps {
+			if i < len(snaps)-m.cfg.SnapshotsKeep && now.Sub(time.UnixMilli(sn.TimestampMs)) > m.cfg.SnapshotMaxAge && (cur == nil || sn.SnapshotID != cur.SnapshotID) {
+				expired++
+			}
+		}
+	}
+	if len(groups) == 0 && expired == 0 {
+		return nil, 0, 0, nil
+	}
+	st, err := m.stage(ctx, fio, s, func(tx *table.Transaction) error {
+		if len(groups) > 0 {
+			if _, err := tx.RewriteDataFiles(ctx, groups, table.RewriteDataFilesOptions{}); err != nil {
+				return err
+			}
+		}
+		if expired > 0 {
+			return tx.ExpireSnapshots(table.WithRetainLast(m.cfg.SnapshotsKeep), table.WithOlderThan(m.cfg.SnapshotMaxAge), table.WithPostCommit(false))
+		}
+		return nil
+	})
+	return st, merged, expired, err
+}
