@@ -128,7 +128,7 @@ RACE_FN   := 'Test(IncrementsThroughTwoAgents|RedeployAndRollbackUnderLoad|AllOr
 
 # Tables under the race detector: the materializer, its maintenance and
 # SQL over files and the fresh tail at once.
-RACE_TABLES := 'Test(MaterializeExactlyOnce|SQLSeesEveryRecord|Maintenance)$$'
+RACE_TABLES := 'Test(MaterializeExactlyOnce|Maintenance)$$|TestSQLSeesEveryRecord$$/file'
 
 test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...

@@ -7,8 +7,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/bucket/bucketurl"
 )
 
 // queryRows runs q and returns its rows as JSON values.
@@ -36,7 +45,22 @@ func queryRows(t testing.TB, a *agent, q string) [][]any {
 // the fresh tail), and again once it is all materialized (all in files),
 // and half way (some in each).
 func TestSQLSeesEveryRecord(t *testing.T) {
-	b := fileBucket(t)
+	for _, backend := range []string{"file", "s3"} {
+		t.Run(backend, func(t *testing.T) {
+			url := "file://" + t.TempDir()
+			if backend == "s3" {
+				url = s3URL(t)
+			}
+			b, err := bucketurl.Open(context.Background(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSQL(t, b)
+		})
+	}
+}
+
+func checkSQL(t *testing.T, b bucket.Bucket) {
 	a := startAgent(t, b, Config{Workers: true})
 	a.createTopic(t, "orders", 3)
 	ctx := context.Background()
@@ -86,4 +110,85 @@ func TestSQLSeesEveryRecord(t *testing.T) {
 	check(2, "files and tail")
 	a.waitMaterialized(t, "orders", 20*time.Second)
 	check(2, "all in files again")
+}
+
+// TestSQLConfined: through the HTTP API, SQL that reaches outside the
+// tables, writes, installs or runs too long is refused with a clear error,
+// and the agent goes on answering.
+func TestSQLConfined(t *testing.T) {
+	b := fileBucket(t)
+	a := startAgent(t, b, Config{Workers: true, SQLTimeout: 500 * time.Millisecond})
+	a.createTopic(t, "orders", 1)
+	if _, err := a.tables.Create(context.Background(), CreateRequest{Name: "orders", Topic: "orders", Schema: ordersSchema}); err != nil {
+		t.Fatal(err)
+	}
+	a.produce(t, "orders", 0, `{"id": 1, "amount": 3}`)
+	a.waitMaterialized(t, "orders", 20*time.Second)
+	post := func(q string) (int, map[string]any) {
+		body, _ := json.Marshal(SQLBody{SQL: q})
+		resp, err := http.Post(a.http.URL+"/v1/sql", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	for _, c := range []struct{ q, code, says string }{
+		{"select * from read_csv('/etc/passwd')", CodeSQL, "Permission"},
+		{"select * from read_text('/etc/passwd')", CodeSQL, "Permission"},
+		{"select * from read_parquet('/etc/*.parquet')", CodeSQL, "Permission"},
+		{"copy orders to '/tmp/twoway-stolen.csv'", CodeNotReadOnly, "COPY"},
+		{"install httpfs", CodeNotReadOnly, "INSTALL"},
+		{"load httpfs", CodeNotReadOnly, "LOAD"},
+		{"attach '/tmp/x.db'", CodeNotReadOnly, "ATTACH"},
+		{"set enable_external_access = true", CodeNotReadOnly, "SET"},
+		{"select 1; drop view orders", CodeNotReadOnly, "statement"},
+		{"select count(*) from range(1000000000000) a, range(1000) b", CodeTimeout, "limit"},
+		{"selec 1", CodeSQL, "syntax"},
+		{"select nope from orders", CodeSQL, "nope"},
+	} {
+		status, out := post(c.q)
+		msg, _ := out["error"].(string)
+		if status != http.StatusBadRequest || out["code"] != c.code || !strings.Contains(msg, c.says) {
+			t.Errorf("%s: %d %v", c.q, status, out)
+		}
+	}
+	if _, err := os.Stat("/tmp/twoway-stolen.csv"); err == nil {
+		t.Fatal("COPY wrote a file")
+	}
+	// Still serving, with the data intact.
+	status, out := post("select sum(amount) from orders")
+	if status != http.StatusOK || fmt.Sprint(out["rows"]) != "[[3]]" {
+		t.Fatalf("after the refusals: %d %v", status, out)
+	}
+	// CSV and Arrow by Accept.
+	req, _ := http.NewRequest(http.MethodPost, a.http.URL+"/v1/sql", strings.NewReader("select id, amount from orders"))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Accept", MediaCSV)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(csv) != "id,amount\n1,3\n" {
+		t.Fatalf("CSV: %q", csv)
+	}
+	req, _ = http.NewRequest(http.MethodPost, a.http.URL+"/v1/sql", strings.NewReader(`{"sql": "select id from orders"}`))
+	req.Header.Set("Accept", MediaArrow)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rdr, err := ipc.NewReader(resp.Body)
+	if err != nil {
+		t.Fatalf("Arrow answer (%s): %v", resp.Header.Get("Content-Type"), err)
+	}
+	defer rdr.Release()
+	if !rdr.Next() || rdr.RecordBatch().NumRows() != 1 || rdr.Schema().Field(0).Name != "id" {
+		t.Fatalf("Arrow answer: %v", rdr.Err())
+	}
 }
