@@ -23,6 +23,7 @@ var benchmarks = []command{
 	{name: "produce", summary: "produce throughput and latency of the commit log, against the bucket's own", run: runBenchProduce},
 	{name: "kafka", summary: "produce and consume through the Kafka listener, against the direct produce path", run: runBenchKafka},
 	{name: "fn", summary: "functions: actor updates, latency, HTTP invocations, instantiation, memory (a developer tool: needs Go)", run: runBenchFn},
+	{name: "table", summary: "tables: materialization against pqarrow, freshness, SQL scans against DuckDB alone", run: runBenchTable},
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
