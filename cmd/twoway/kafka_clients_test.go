@@ -640,6 +640,16 @@ func TestKafkajsScramOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	ok(t, dir, "js-secret\n", "user", "create", "js", "--password-stdin", "--bucket", data)
+	// Exactly what the roundtrip needs: its topics, its group, creating
+	// topics and idempotent writes.
+	for _, acl := range [][]string{
+		{"--topic", "js-", "--prefixed", "--operation", "all"},
+		{"--group", "js-", "--prefixed", "--operation", "read"},
+		{"--cluster", "--operation", "create"},
+		{"--cluster", "--operation", "idempotent_write"},
+	} {
+		ok(t, dir, "", append([]string{"acl", "add", "--principal", "User:js", "--bucket", data}, acl...)...)
+	}
 	ca := tlstest.NewCA(t, dir, "ca")
 	cert, key := ca.Issue(t, dir, "server", true)
 	a := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth")

@@ -48,6 +48,7 @@ var commands = []command{
 	{name: "consume", summary: "print a topic's records", run: runConsume},
 	{name: "user", summary: "create, list and delete the users that authenticate (SASL, HTTP Basic)", run: runUser},
 	{name: "token", summary: "create, list and revoke HTTP bearer tokens", run: runToken},
+	{name: "acl", summary: "add, list and delete the ACLs that authorize principals (with serve --auth)", run: runACL},
 	{name: "fn", summary: "deploy, list, invoke and roll back functions (WebAssembly)", run: runFn},
 	{name: "table", summary: "create, list, describe, alter and drop tables (topics as Iceberg tables)", run: runTable},
 	{name: "sql", summary: "run a SQL query over the tables and topics (DuckDB)", run: runSQL},

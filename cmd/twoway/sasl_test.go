@@ -40,7 +40,7 @@ func TestServeAuth(t *testing.T) {
 
 	ca := tlstest.NewCA(t, dir, "ca")
 	cert, key := ca.Issue(t, dir, "server", true)
-	a := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth")
+	a := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth", "--super-user", "User:alice", "--super-user", "User:bob")
 	kafkaAddr := regexp.MustCompile(` kafka=(\S+)`).FindStringSubmatch(a.Logs())[1]
 	tlsCfg := ca.ClientConfig(t, "", "")
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
@@ -153,7 +153,7 @@ func TestServeAuth(t *testing.T) {
 	if code, body := do("PUT", "/v1/users/carol", "alice", "alice-secret", strings.NewReader(`{"password":"carol-secret"}`)); code != 204 {
 		t.Fatalf("create carol over HTTP: %d %s", code, body)
 	}
-	b := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth", "--metrics-auth")
+	b := startServe(t, "--bucket", data, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--auth", "--metrics-auth", "--super-user", "User:alice", "--super-user", "User:bob")
 	for path, want := range map[string]int{"/metrics": 401, "/healthz": 200} {
 		req, _ := http.NewRequest("GET", b.base+path, nil)
 		resp, err := hc.Do(req)

@@ -52,6 +52,9 @@ type Config struct {
 	Auth bool
 	// MetricsAuth makes /metrics require authentication too (with Auth).
 	MetricsAuth bool
+	// SuperUsers bypass the ACLs (with Auth, which turns ACLs on):
+	// principals such as User:admin.
+	SuperUsers []string
 	// InsecureNoAuth allows listening on a non-loopback address without
 	// authentication (Auth, or TLS client certificates).
 	InsecureNoAuth bool
@@ -180,9 +183,10 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	// their routes on it; its health checks read the log once it is open.
 	var set *module.Set
 	a.Users = auth.New()
+	a.Users.SetAuthorization(cfg.Auth, cfg.SuperUsers)
 	hcfg := httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }}
 	if cfg.Auth {
-		hcfg.Authenticate, hcfg.MetricsAuth = a.Users.HTTPAuth, cfg.MetricsAuth
+		hcfg.Authenticate, hcfg.MetricsAuth, hcfg.Authorizer = a.Users.HTTPAuth, cfg.MetricsAuth, a.Users
 	}
 	a.HTTP = httpapi.New(hcfg)
 	// The module list. Every agent assembles every module, whichever front

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/module"
 )
 
@@ -19,7 +20,11 @@ import (
 //	PUT    /v1/users/{name}   {"password": "...", "mechanisms": [...]}: create, or set the password
 //	GET    /v1/users          {"users": [{"name","mechanisms","created_ms"}]}
 //	DELETE /v1/users/{name}
-func (m *Module) routes(r module.Routes) {
+func (m *Module) routes(mux module.Routes) {
+	// Users, tokens and ACLs are the cluster's: describing them needs
+	// DESCRIBE on the cluster, changing them ALTER (as Kafka's SCRAM and
+	// ACL APIs).
+	r := clusterRoutes{mux}
 	r.Handle("PUT /v1/users/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Password   string   `json:"password"`
@@ -57,6 +62,12 @@ func (m *Module) routes(r module.Routes) {
 		if err := dec.Decode(&body); err != nil {
 			writeErr(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the body: %v", err))
 			return
+		}
+		if p := authz.Principal(r.Context()); p == "" || p != body.Principal {
+			if err := authz.Check(r.Context(), OpAlter, ResCluster, ClusterName); err != nil {
+				writeErr(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%v (a principal may create tokens for itself only)", err))
+				return
+			}
 		}
 		var ttl time.Duration
 		if body.Expires != "" {
@@ -101,14 +112,96 @@ func (m *Module) routes(r module.Routes) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	// ACLs (docs/HTTP.md, "ACLs"):
+	//
+	//	GET    /v1/acls?principal=&resource=&name=&pattern=&operation=&permission=&host=
+	//	POST   /v1/acls  {"acls": [...]}
+	//	DELETE /v1/acls  {"filters": [...]}: the ACLs deleted
+	r.Handle("GET /v1/acls", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.log.Sync(r.Context())
+		q := r.URL.Query()
+		f := ACLFilter{Principal: q.Get("principal"), Host: q.Get("host"), Resource: q.Get("resource"), Pattern: q.Get("pattern"),
+			Name: q.Get("name"), Operation: q.Get("operation"), Permission: q.Get("permission")}
+		acls := m.ACLs(f)
+		if acls == nil {
+			acls = []ACL{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"acls": acls})
+	}))
+	r.Handle("POST /v1/acls", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			ACLs []ACL `json:"acls"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || len(body.ACLs) == 0 {
+			writeErr(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the body: %v (expected {\"acls\": [{\"principal\", \"resource\", \"name\", \"operation\", ...}]})", err))
+			return
+		}
+		if err := m.CreateACLs(r.Context(), body.ACLs); err != nil {
+			writeErr(w, statusOf(err), codeOf(err), err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]any{"acls": body.ACLs})
+	}))
+	r.Handle("DELETE /v1/acls", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Filters []ACLFilter `json:"filters"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || len(body.Filters) == 0 {
+			writeErr(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the body: %v (expected {\"filters\": [{...}]})", err))
+			return
+		}
+		m.log.Sync(r.Context())
+		gone, err := m.DeleteACLs(r.Context(), body.Filters)
+		if err != nil {
+			writeErr(w, statusOf(err), codeOf(err), err.Error())
+			return
+		}
+		if gone == nil {
+			gone = []ACL{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"deleted": gone})
+	}))
+}
+
+// clusterRoutes checks the cluster operation of each route: GET needs
+// DESCRIBE, the others ALTER.
+type clusterRoutes struct{ mux module.Routes }
+
+func (c clusterRoutes) Handle(pattern string, h http.Handler) {
+	op := OpAlter
+	if strings.HasPrefix(pattern, "GET ") {
+		op = OpDescribe
+	}
+	self := pattern == "POST /v1/tokens" // a principal may make tokens for itself
+	c.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if self {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if err := authz.Check(r.Context(), op, ResCluster, ClusterName); err != nil {
+			writeErr(w, http.StatusForbidden, "forbidden", err.Error())
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 }
 
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrNoUser), errors.Is(err, ErrNoToken):
 		return http.StatusNotFound
-	case errors.Is(err, errInvalid):
+	case errors.Is(err, errInvalid), errors.Is(err, ErrInvalidACL):
 		return http.StatusBadRequest
+	case errors.Is(err, authz.ErrDenied):
+		return http.StatusForbidden
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
@@ -119,6 +212,8 @@ func codeOf(err error) string {
 	switch statusOf(err) {
 	case http.StatusNotFound:
 		return "not_found"
+	case http.StatusForbidden:
+		return "forbidden"
 	case http.StatusBadRequest:
 		return "bad_request"
 	case http.StatusServiceUnavailable:

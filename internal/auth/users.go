@@ -124,20 +124,25 @@ var ErrNoUser = errors.New("no such user")
 type state struct {
 	users  map[string]User
 	tokens map[string]Token
+	acls   []ACL
 }
 
 func (s *state) Name() string { return "users" }
 func (s *state) Types() []uint16 {
-	return []uint16{TypeUserSet, TypeUserDelete, TypeTokenCreate, TypeTokenDelete}
+	return []uint16{TypeUserSet, TypeUserDelete, TypeTokenCreate, TypeTokenDelete, TypeACLCreate, TypeACLDelete}
 }
-func (s *state) GatedTypes() []uint16     { return s.Types() }
-func (s *state) Reset()                   { s.users, s.tokens = map[string]User{}, map[string]Token{} }
+func (s *state) GatedTypes() []uint16 { return s.Types() }
+func (s *state) Reset() {
+	s.users, s.tokens, s.acls = map[string]User{}, map[string]Token{}, nil
+}
 func (s *state) LiveObjects(func(string)) {}
 
 func (s *state) Apply(_ uint64, e commitlog.Entry) any {
 	switch e.Type {
 	case TypeTokenCreate, TypeTokenDelete:
 		return s.applyToken(e)
+	case TypeACLCreate, TypeACLDelete:
+		return s.applyACL(e)
 	case TypeUserSet:
 		var u User
 		if err := json.Unmarshal(e.Data, &u); err != nil {
@@ -182,10 +187,11 @@ func (s *state) Apply(_ uint64, e commitlog.Entry) any {
 type snapshotJSON struct {
 	Users  map[string]User  `json:"users"`
 	Tokens map[string]Token `json:"tokens"`
+	ACLs   []ACL            `json:"acls,omitempty"`
 }
 
 func (s *state) Snapshot() func() ([]byte, error) {
-	b, err := json.Marshal(snapshotJSON{Users: s.users, Tokens: s.tokens})
+	b, err := json.Marshal(snapshotJSON{Users: s.users, Tokens: s.tokens, ACLs: s.acls})
 	return func() ([]byte, error) { return b, err }
 }
 
@@ -201,6 +207,7 @@ func (s *state) Restore(b []byte) error {
 	if sj.Tokens != nil {
 		s.tokens = sj.Tokens
 	}
+	s.acls = sj.ACLs
 	return nil
 }
 
@@ -210,6 +217,7 @@ type Module struct {
 	log   *commitlog.Log
 	cache basicCache
 	fails failures
+	authz Authorizer
 }
 
 // New makes the module.
@@ -233,22 +241,29 @@ func (m *Module) Start(_ context.Context, env *module.Env) error {
 }
 
 func (m *Module) propose(ctx context.Context, e commitlog.Entry) error {
-	if !m.log.Enabled("type:500") {
+	_, err := m.proposeResult(ctx, "type:500", e.Type, e.Data)
+	return err
+}
+
+// proposeResult commits one entry of type typ, once feature is enabled,
+// and returns its result (an error result as the error).
+func (m *Module) proposeResult(ctx context.Context, feature string, typ uint16, data []byte) (any, error) {
+	if !m.log.Enabled(feature) {
 		if err := m.log.EnableFeatures(ctx); err != nil {
-			return err
+			return nil, err
 		}
-		if err := m.log.WaitEnabled(ctx, "type:500"); err != nil {
-			return fmt.Errorf("users are not enabled yet (every agent must run a version that has them): %w", err)
+		if err := m.log.WaitEnabled(ctx, feature); err != nil {
+			return nil, fmt.Errorf("this is not enabled yet (every agent must run a version that has it): %w", err)
 		}
 	}
-	_, res, err := m.log.Propose(ctx, e)
+	_, res, err := m.log.Propose(ctx, commitlog.Entry{Type: typ, Data: data})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err, ok := res[0].(error); ok {
-		return err
+		return nil, err
 	}
-	return nil
+	return res[0], nil
 }
 
 // SetUser creates user name, or replaces its credentials for mechs

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/stream"
@@ -54,21 +55,39 @@ const MaxDeployBytes = 128 << 20
 // MaxRequestBytes bounds an invocation's input.
 const MaxRequestBytes = 8 << 20
 
+// allowed checks that the request's principal may do op on the function
+// of the route, answering 403 if not.
+func allowed(w http.ResponseWriter, r *http.Request, op string) bool {
+	if err := authz.Check(r.Context(), op, authz.ResFunction, r.PathValue("name")); err != nil {
+		writeErr(w, err)
+		return false
+	}
+	return true
+}
+
 func (m *Module) routes(r module.Routes) {
-	hf := func(p string, f http.HandlerFunc) { r.Handle(p, f) }
-	hf("PUT /v1/functions/{name}", m.handleDeploy)
-	hf("GET /v1/functions", func(w http.ResponseWriter, r *http.Request) {
+	hf := func(p string, op string, f http.HandlerFunc) {
+		r.Handle(p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if op == "" || allowed(w, r, op) {
+				f(w, r)
+			}
+		}))
+	}
+	hf("PUT /v1/functions/{name}", "", m.handleDeploy)
+	hf("GET /v1/functions", "", func(w http.ResponseWriter, r *http.Request) {
 		if err := m.log.Sync(r.Context()); err != nil {
 			writeErr(w, err)
 			return
 		}
 		out := []Info{}
 		for _, d := range m.List() {
-			out = append(out, info(d))
+			if authz.Allowed(r.Context(), authz.OpDescribe, authz.ResFunction, d.Name) {
+				out = append(out, info(d))
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"functions": out})
 	})
-	hf("GET /v1/functions/{name}", func(w http.ResponseWriter, r *http.Request) {
+	hf("GET /v1/functions/{name}", authz.OpDescribe, func(w http.ResponseWriter, r *http.Request) {
 		m.log.Sync(r.Context())
 		d, ok := m.Get(r.PathValue("name"))
 		if !ok {
@@ -77,7 +96,7 @@ func (m *Module) routes(r module.Routes) {
 		}
 		writeJSON(w, http.StatusOK, info(d))
 	})
-	hf("GET /v1/functions/{name}/history", func(w http.ResponseWriter, r *http.Request) {
+	hf("GET /v1/functions/{name}/history", authz.OpDescribe, func(w http.ResponseWriter, r *http.Request) {
 		m.log.Sync(r.Context())
 		h := m.History(r.PathValue("name"))
 		if len(h) == 0 {
@@ -90,7 +109,7 @@ func (m *Module) routes(r module.Routes) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"versions": out})
 	})
-	hf("POST /v1/functions/{name}/rollback", func(w http.ResponseWriter, r *http.Request) {
+	hf("POST /v1/functions/{name}/rollback", authz.OpAlter, func(w http.ResponseWriter, r *http.Request) {
 		to := 0
 		if s := r.URL.Query().Get("to"); s != "" {
 			n, err := strconv.Atoi(s)
@@ -108,7 +127,7 @@ func (m *Module) routes(r module.Routes) {
 		}
 		writeJSON(w, http.StatusOK, info(d))
 	})
-	hf("DELETE /v1/functions/{name}", func(w http.ResponseWriter, r *http.Request) {
+	hf("DELETE /v1/functions/{name}", authz.OpDelete, func(w http.ResponseWriter, r *http.Request) {
 		m.log.Sync(r.Context())
 		if err := m.Delete(r.Context(), r.PathValue("name")); err != nil {
 			writeErr(w, err)
@@ -116,7 +135,7 @@ func (m *Module) routes(r module.Routes) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	hf("POST /v1/functions/{name}/invoke", func(w http.ResponseWriter, r *http.Request) {
+	hf("POST /v1/functions/{name}/invoke", authz.OpWrite, func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 		if err != nil {
 			writeErr(w, fmt.Errorf("%w: reading the input: %v", ErrInvalid, err))
@@ -138,7 +157,7 @@ func (m *Module) routes(r module.Routes) {
 		}
 		writeResponse(w, &resp)
 	})
-	hf("GET /v1/functions/{name}/actors/{key}", func(w http.ResponseWriter, r *http.Request) {
+	hf("GET /v1/functions/{name}/actors/{key}", authz.OpRead, func(w http.ResponseWriter, r *http.Request) {
 		name, key := r.PathValue("name"), r.PathValue("key")
 		m.log.Sync(r.Context())
 		if _, ok := m.Get(name); !ok {
@@ -167,6 +186,17 @@ func (m *Module) routes(r module.Routes) {
 }
 
 func (m *Module) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	m.log.Sync(r.Context())
+	name := r.PathValue("name")
+	// Deploying a new function is creating it; a new version alters it.
+	if _, exists := m.Get(name); exists {
+		if !allowed(w, r, authz.OpAlter) {
+			return
+		}
+	} else if err := authz.CheckCreate(r.Context(), authz.ResFunction, name); err != nil {
+		writeErr(w, err)
+		return
+	}
 	var body DeployBody
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxDeployBytes))
 	dec.DisallowUnknownFields()
@@ -178,7 +208,12 @@ func (m *Module) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("%w: function %s: no module in the deploy body", ErrInvalid, r.PathValue("name")))
 		return
 	}
-	m.log.Sync(r.Context())
+	// A function acts with its own principal, bounded by its grants: the
+	// deployer may grant only what it may do itself.
+	if err := checkGrantACLs(r, body.Grants, body.Subscribe); err != nil {
+		writeErr(w, err)
+		return
+	}
 	d, err := m.Deploy(r.Context(), DeployRequest{Name: r.PathValue("name"), Module: body.Module, Grants: body.Grants,
 		Subscribe: body.Subscribe, HTTP: body.HTTP, Config: body.Config, Limits: body.Limits})
 	if err != nil {
@@ -188,8 +223,34 @@ func (m *Module) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, info(d))
 }
 
+// checkGrantACLs: publish:TOPIC needs WRITE on the topic, read:TOPIC and a
+// subscription READ on it.
+func checkGrantACLs(r *http.Request, grants, subscribe []string) error {
+	for _, g := range grants {
+		if t, ok := strings.CutPrefix(g, "publish:"); ok {
+			if err := authz.Check(r.Context(), authz.OpWrite, authz.ResTopic, t); err != nil {
+				return fmt.Errorf("grant %s: %w", g, err)
+			}
+		}
+		if t, ok := strings.CutPrefix(g, "read:"); ok {
+			if err := authz.Check(r.Context(), authz.OpRead, authz.ResTopic, t); err != nil {
+				return fmt.Errorf("grant %s: %w", g, err)
+			}
+		}
+	}
+	for _, t := range subscribe {
+		if err := authz.Check(r.Context(), authz.OpRead, authz.ResTopic, t); err != nil {
+			return fmt.Errorf("subscribe %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
 // handleTrigger serves /fn/{name}/... with the function's guest.
 func (m *Module) handleTrigger(w http.ResponseWriter, r *http.Request) {
+	if !allowed(w, r, authz.OpWrite) {
+		return
+	}
 	name := r.PathValue("name")
 	d, ok := m.Get(name)
 	if !ok || !d.HTTP {
@@ -226,6 +287,7 @@ func writeResponse(w http.ResponseWriter, resp *Response) {
 const (
 	CodeBadRequest       = "bad_request"       // 400
 	CodeNotGranted       = "not_granted"       // 403: the module imports a capability it is not granted
+	CodeForbidden        = "forbidden"         // 403: the principal's ACLs do not allow it
 	CodeNotFound         = "not_found"         // 404
 	CodeUnknownTopic     = "unknown_topic"     // 404
 	CodeInvocationFailed = "invocation_failed" // 500: the guest trapped or broke a limit; nothing was committed
@@ -277,6 +339,8 @@ func apiError(err error) *APIError {
 		set(http.StatusBadRequest, CodeBadRequest)
 	case errors.Is(err, ErrNotGranted):
 		set(http.StatusForbidden, CodeNotGranted)
+	case errors.Is(err, authz.ErrDenied):
+		set(http.StatusForbidden, CodeForbidden)
 	case errors.Is(err, stream.ErrUnknownTopic):
 		set(http.StatusNotFound, CodeUnknownTopic)
 	case errors.Is(err, ErrNotFound):

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/stream"
 )
@@ -29,6 +30,7 @@ const (
 	CodeUnavailable      = "unavailable"         // 503: the agent cannot serve now (stopping, bucket unreachable)
 	CodeInternal         = "internal"            // 500
 	CodeUnauthorized     = "unauthorized"        // 401: no or bad credentials
+	CodeForbidden        = "forbidden"           // 403: the principal's ACLs do not allow it
 )
 
 // retryAfter is what 503 answers ask clients to wait.
@@ -81,6 +83,8 @@ func (e *Error) Unwrap() error {
 		return stream.ErrTooLarge
 	case CodeNotCommitted:
 		return commitlog.ErrNotCommitted
+	case CodeForbidden:
+		return authz.ErrDenied
 	}
 	return nil
 }
@@ -131,6 +135,8 @@ func errorFor(err error, write bool) *Error {
 	case errors.As(err, &oor):
 		set(http.StatusRequestedRangeNotSatisfiable, CodeOffsetOutOfRange)
 		e.Offset, e.LogStartOffset, e.HighWatermark = &oor.Offset, &oor.Start, &oor.End
+	case errors.Is(err, authz.ErrDenied):
+		set(http.StatusForbidden, CodeForbidden)
 	case errors.Is(err, stream.ErrInvalidTopic):
 		set(http.StatusBadRequest, CodeInvalidTopic)
 	case errors.Is(err, stream.ErrInvalidConfig):

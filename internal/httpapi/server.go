@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
 )
 
@@ -49,6 +50,10 @@ type Config struct {
 	// checks and /metrics: it returns the request's principal, or false
 	// to answer 401 (HTTP Basic with the agent's users).
 	Authenticate func(r *http.Request) (principal string, ok bool)
+	// Authorizer, with Authenticate, decides what an authenticated
+	// request may do: handlers ask authz.Check with the request's
+	// context, which carries its principal and this checker.
+	Authorizer authz.Checker
 	// MetricsAuth makes /metrics authenticate too.
 	MetricsAuth bool
 }
@@ -68,6 +73,7 @@ type Server struct {
 	health   func() commitlog.Health
 	// authenticate: see Config.Authenticate.
 	authenticate func(r *http.Request) (string, bool)
+	authorizer   authz.Checker
 	metricsAuth  bool
 }
 
@@ -99,6 +105,7 @@ func New(cfg Config) *Server {
 		health:  cfg.Health,
 
 		authenticate: cfg.Authenticate,
+		authorizer:   cfg.Authorizer,
 		metricsAuth:  cfg.MetricsAuth,
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
@@ -141,11 +148,16 @@ func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Re
 // another server.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.authenticate != nil && !s.openPath(r.URL.Path) {
-		if _, ok := s.authenticate(r); !ok {
+		principal, ok := s.authenticate(r)
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Basic realm="twoway", charset="UTF-8"`)
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
-				Message: "authentication required: HTTP Basic with a twoway user (twoway user create)"})
+				Message: "authentication required: a bearer token (twoway token create) or HTTP Basic with a twoway user (twoway user create)"})
 			return
+		}
+		if s.authorizer != nil {
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			r = r.WithContext(authz.With(r.Context(), principal, host, s.authorizer))
 		}
 	}
 	s.mux.ServeHTTP(w, r)

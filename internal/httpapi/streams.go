@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
 )
@@ -160,6 +161,10 @@ func (a *streamsAPI) createTopic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := stream.TopicConfig{Name: req.Name, Partitions: 1}
+	if err := authz.CheckCreate(r.Context(), authz.ResTopic, req.Name); err != nil {
+		a.fail(w, r, err, true)
+		return
+	}
 	if req.Partitions != nil {
 		cfg.Partitions = *req.Partitions
 	}
@@ -186,12 +191,19 @@ func (a *streamsAPI) listTopics(w http.ResponseWriter, r *http.Request) {
 		Topics []Topic `json:"topics"`
 	}{Topics: []Topic{}}
 	for _, ti := range a.svc.Topics() {
-		out.Topics = append(out.Topics, topicFrom(ti))
+		// Only the topics the principal may describe are listed.
+		if authz.Allowed(r.Context(), authz.OpDescribe, authz.ResTopic, ti.Name) {
+			out.Topics = append(out.Topics, topicFrom(ti))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *streamsAPI) describeTopic(w http.ResponseWriter, r *http.Request) {
+	if err := authz.Check(r.Context(), authz.OpDescribe, authz.ResTopic, r.PathValue("topic")); err != nil {
+		a.fail(w, r, err, false)
+		return
+	}
 	if err := a.sync(r.Context()); err != nil {
 		a.fail(w, r, err, false)
 		return
@@ -200,6 +212,10 @@ func (a *streamsAPI) describeTopic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *streamsAPI) deleteTopic(w http.ResponseWriter, r *http.Request) {
+	if err := authz.Check(r.Context(), authz.OpDelete, authz.ResTopic, r.PathValue("topic")); err != nil {
+		a.fail(w, r, err, true)
+		return
+	}
 	if err := a.svc.DeleteTopic(r.Context(), r.PathValue("topic")); err != nil {
 		a.fail(w, r, err, true)
 		return
@@ -225,6 +241,10 @@ func (a *streamsAPI) alterTopic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("topic")
+	if err := authz.Check(r.Context(), authz.OpAlterConfigs, authz.ResTopic, name); err != nil {
+		a.fail(w, r, err, true)
+		return
+	}
 	if err := a.svc.AlterTopic(r.Context(), name, 0, ms, req.RetentionBytes); err != nil {
 		a.fail(w, r, err, true)
 		return
@@ -243,6 +263,10 @@ func (a *streamsAPI) addPartitions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("topic")
+	if err := authz.Check(r.Context(), authz.OpAlter, authz.ResTopic, name); err != nil {
+		a.fail(w, r, err, true)
+		return
+	}
 	if err := a.svc.AlterTopic(r.Context(), name, *req.Partitions, nil, nil); err != nil {
 		a.fail(w, r, err, true)
 		return
@@ -265,6 +289,10 @@ func (a *streamsAPI) partitions(ctx context.Context, topic string, need int32) (
 }
 
 func (a *streamsAPI) produce(w http.ResponseWriter, r *http.Request) {
+	if err := authz.Check(r.Context(), authz.OpWrite, authz.ResTopic, r.PathValue("topic")); err != nil {
+		a.fail(w, r, err, true)
+		return
+	}
 	body, err := a.readBody(w, r)
 	if err != nil {
 		a.fail(w, r, err, true)
@@ -401,6 +429,10 @@ func parseWait(v string) (time.Duration, error) {
 }
 
 func (a *streamsAPI) read(w http.ResponseWriter, r *http.Request) {
+	if err := authz.Check(r.Context(), authz.OpRead, authz.ResTopic, r.PathValue("topic")); err != nil {
+		a.fail(w, r, err, false)
+		return
+	}
 	rp, err := parseReadParams(r)
 	if err != nil {
 		a.fail(w, r, err, false)

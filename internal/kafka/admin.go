@@ -8,6 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/internal/auth"
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -22,6 +24,10 @@ func withTimeout(ctx context.Context, ms int32) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, d)
 }
 
+// createTopics creates the topics the principal may CREATE (on the cluster,
+// or on the topic); the others fail with TOPIC_AUTHORIZATION_FAILED. A
+// created topic's configs are returned to a principal that may
+// DESCRIBE_CONFIGS it.
 func (s *Server) createTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsResponse {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
@@ -30,6 +36,11 @@ func (s *Server) createTopics(ctx context.Context, req *kmsg.CreateTopicsRequest
 		out := kmsg.NewCreateTopicsResponseTopic()
 		out.Topic = rt.Topic
 		out.NumPartitions, out.ReplicationFactor = -1, -1
+		if err := s.mayCreateTopic(ctx, rt.Topic); err != nil {
+			out.ErrorCode, out.ErrorMessage = kerr.TopicAuthorizationFailed.Code, errMessage(err)
+			resp.Topics = append(resp.Topics, out)
+			continue
+		}
 		cfg, code, err := s.topicToCreate(rt)
 		if err == nil {
 			if _, exists := s.lookupTopic(ctx, rt.Topic); exists {
@@ -60,6 +71,11 @@ func (s *Server) createTopics(ctx context.Context, req *kmsg.CreateTopicsRequest
 			ti.RetentionBytes = -1
 		}
 		out.NumPartitions, out.ReplicationFactor = ti.Partitions, 1
+		if !authz.Allowed(ctx, auth.OpDescribeConfigs, auth.ResTopic, rt.Topic) {
+			out.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, out)
+			continue
+		}
 		for _, c := range describeTopicConfigs(ti, nil, 0) {
 			rc := kmsg.NewCreateTopicsResponseTopicConfig()
 			rc.Name, rc.Value, rc.ReadOnly, rc.Source = c.Name, c.Value, c.ReadOnly, int8(c.Source)
@@ -109,6 +125,9 @@ func (s *Server) topicToCreate(rt kmsg.CreateTopicsRequestTopic) (stream.TopicCo
 	return cfg, 0, nil
 }
 
+// deleteTopics deletes the topics the principal may DELETE; the others
+// fail with TOPIC_AUTHORIZATION_FAILED (without their name, when named by
+// an id the principal may not DESCRIBE, as Kafka does).
 func (s *Server) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest) *kmsg.DeleteTopicsResponse {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
@@ -136,7 +155,19 @@ func (s *Server) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest
 				continue
 			}
 			name = ti.Name
+			if err := s.authorize(ctx, auth.OpDescribe, auth.ResTopic, name); err != nil {
+				// Named by an id it may not describe: the name stays hidden.
+				out.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				out.ErrorMessage = errMessage(fmt.Errorf("%w: topic id %x", authz.ErrDenied, rt.TopicID))
+				resp.Topics = append(resp.Topics, out)
+				continue
+			}
 			out.Topic = &name
+		}
+		if err := s.authorize(ctx, auth.OpDelete, auth.ResTopic, name); err != nil {
+			out.ErrorCode, out.ErrorMessage = kerr.TopicAuthorizationFailed.Code, errMessage(err)
+			resp.Topics = append(resp.Topics, out)
+			continue
 		}
 		if err := s.svc.DeleteTopic(ctx, name); err != nil {
 			out.ErrorCode, out.ErrorMessage = errorCode(err), errMessage(err)
@@ -146,6 +177,8 @@ func (s *Server) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest
 	return resp
 }
 
+// createPartitions grows the topics the principal may ALTER; the others
+// fail with TOPIC_AUTHORIZATION_FAILED.
 func (s *Server) createPartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) *kmsg.CreatePartitionsResponse {
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
@@ -153,6 +186,11 @@ func (s *Server) createPartitions(ctx context.Context, req *kmsg.CreatePartition
 	for _, rt := range req.Topics {
 		out := kmsg.NewCreatePartitionsResponseTopic()
 		out.Topic = rt.Topic
+		if err := s.authorize(ctx, auth.OpAlter, auth.ResTopic, rt.Topic); err != nil {
+			out.ErrorCode, out.ErrorMessage = kerr.TopicAuthorizationFailed.Code, errMessage(err)
+			resp.Topics = append(resp.Topics, out)
+			continue
+		}
 		ti, ok := s.lookupTopic(ctx, rt.Topic)
 		switch {
 		case !ok:

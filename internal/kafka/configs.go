@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -116,11 +117,39 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// configAuthorized checks op (describe_configs or alter_configs) on a config
+// resource, as Kafka does: a topic's own, the cluster's for brokers and
+// broker loggers, a group's. It returns the error code and message of a
+// refusal, or 0.
+func (s *Server) configAuthorized(ctx context.Context, op string, t kmsg.ConfigResourceType, name string) (int16, *string) {
+	res := ""
+	switch t {
+	case kmsg.ConfigResourceTypeTopic:
+		res = auth.ResTopic
+	case kmsg.ConfigResourceTypeBroker, kmsg.ConfigResourceTypeBrokerLogger:
+		res, name = auth.ResCluster, auth.ClusterName
+	case kmsg.ConfigResourceTypeGroupConfig:
+		res = auth.ResGroup
+	default:
+		return 0, nil
+	}
+	if err := s.authorize(ctx, op, res, name); err != nil {
+		return deniedCode(res), errMessage(err)
+	}
+	return 0, nil
+}
+
+// describeConfigs describes the resources the principal may
+// DESCRIBE_CONFIGS.
 func (s *Server) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	for _, rr := range req.Resources {
 		out := kmsg.NewDescribeConfigsResponseResource()
 		out.ResourceType, out.ResourceName = rr.ResourceType, rr.ResourceName
+		if out.ErrorCode, out.ErrorMessage = s.configAuthorized(ctx, auth.OpDescribeConfigs, rr.ResourceType, rr.ResourceName); out.ErrorCode != 0 {
+			resp.Resources = append(resp.Resources, out)
+			continue
+		}
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
 			ti, ok := s.lookupTopic(ctx, rr.ResourceName)
@@ -173,12 +202,16 @@ func nonTopicResource(t kmsg.ConfigResourceType) (int16, *string) {
 }
 
 // alterConfigs replaces a topic's config set: what is not given returns to
-// its default.
+// its default. It needs ALTER_CONFIGS on the resource.
 func (s *Server) alterConfigs(ctx context.Context, req *kmsg.AlterConfigsRequest) *kmsg.AlterConfigsResponse {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
 	for _, rr := range req.Resources {
 		out := kmsg.NewAlterConfigsResponseResource()
 		out.ResourceType, out.ResourceName = rr.ResourceType, rr.ResourceName
+		if out.ErrorCode, out.ErrorMessage = s.configAuthorized(ctx, auth.OpAlterConfigs, rr.ResourceType, rr.ResourceName); out.ErrorCode != 0 {
+			resp.Resources = append(resp.Resources, out)
+			continue
+		}
 		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
 			out.ErrorCode, out.ErrorMessage = nonTopicResource(rr.ResourceType)
 			resp.Resources = append(resp.Resources, out)
@@ -203,12 +236,16 @@ func (s *Server) alterConfigs(ctx context.Context, req *kmsg.AlterConfigsRequest
 
 // incrementalAlterConfigs sets or deletes (returns to default) single
 // configs. APPEND and SUBTRACT apply to list configs, which twoway has none
-// of that can change.
+// of that can change. It needs ALTER_CONFIGS on the resource.
 func (s *Server) incrementalAlterConfigs(ctx context.Context, req *kmsg.IncrementalAlterConfigsRequest) *kmsg.IncrementalAlterConfigsResponse {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	for _, rr := range req.Resources {
 		out := kmsg.NewIncrementalAlterConfigsResponseResource()
 		out.ResourceType, out.ResourceName = rr.ResourceType, rr.ResourceName
+		if out.ErrorCode, out.ErrorMessage = s.configAuthorized(ctx, auth.OpAlterConfigs, rr.ResourceType, rr.ResourceName); out.ErrorCode != 0 {
+			resp.Resources = append(resp.Resources, out)
+			continue
+		}
 		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
 			out.ErrorCode, out.ErrorMessage = nonTopicResource(rr.ResourceType)
 			resp.Resources = append(resp.Resources, out)

@@ -54,6 +54,12 @@ func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Reque
 		return s.saslHandshake(c, h, r)
 	case *kmsg.SASLAuthenticateRequest:
 		return s.saslAuthenticate(c, h, r)
+	case *kmsg.CreateACLsRequest:
+		return s.createACLs(ctx, r), false
+	case *kmsg.DescribeACLsRequest:
+		return s.describeACLs(ctx, r), false
+	case *kmsg.DeleteACLsRequest:
+		return s.deleteACLs(ctx, r), false
 	case *kmsg.DescribeUserSCRAMCredentialsRequest:
 		return s.describeUserSCRAMs(ctx, r), false
 	case *kmsg.AlterUserSCRAMCredentialsRequest:
@@ -88,14 +94,19 @@ func firstProduceError(resp *kmsg.ProduceResponse) string {
 }
 
 // initProducerID allocates an idempotent producer id through the log (or
-// bumps the epoch of the client's id, KIP-360). Transactional ids are
-// refused: twoway has no transactions.
+// bumps the epoch of the client's id, KIP-360), for a principal with
+// IDEMPOTENT_WRITE on the cluster or WRITE on some topic. Transactional ids
+// are refused: twoway has no transactions.
 func (s *Server) initProducerID(ctx context.Context, req *kmsg.InitProducerIDRequest) *kmsg.InitProducerIDResponse {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
 		s.log.Warn("kafka client asked for a transactional producer; " + errTransactions.Error())
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp
+	}
+	if err := s.mayProduceIdempotently(ctx); err != nil {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 		return resp
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -16,9 +17,10 @@ const maxFetchWait = time.Minute
 
 // fetch answers a Fetch without sessions (session id 0 always): it gathers
 // stored batches for every partition asked for, and waits up to max_wait for
-// min_bytes to be available. Batches are served as stored, with only the
-// base offset (and partition leader epoch, 0) patched in; neither is
-// covered by the batch CRC.
+// min_bytes to be available. Partitions of topics the principal may not
+// READ fail with TOPIC_AUTHORIZATION_FAILED. Batches are served as stored,
+// with only the base offset (and partition leader epoch, 0) patched in;
+// neither is covered by the batch CRC.
 func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchResponse {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.SessionID != 0 || req.SessionEpoch > 0 {
@@ -36,17 +38,21 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 
 	// Resolve topics once; ids and names stay fixed for the request.
 	type topicRef struct {
-		name string
-		ok   bool
+		name   string
+		ok     bool
+		denied bool // the principal may not READ it
 	}
+	reads := s.topicAuth(ctx, auth.OpRead)
 	refs := make([]topicRef, len(req.Topics))
 	for i, rt := range req.Topics {
 		if req.Version >= 13 {
 			if ti, ok := s.topicByID(ctx, rt.TopicID); ok {
-				refs[i] = topicRef{ti.Name, true}
+				refs[i] = topicRef{ti.Name, true, reads.check(ti.Name) != nil}
 			}
+		} else if reads.check(rt.Topic) != nil {
+			refs[i] = topicRef{rt.Topic, false, true}
 		} else if _, ok := s.lookupTopic(ctx, rt.Topic); ok {
-			refs[i] = topicRef{rt.Topic, true}
+			refs[i] = topicRef{rt.Topic, true, false}
 		}
 	}
 	synced := false
@@ -70,6 +76,8 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 				// Empty, not null: librdkafka rejects a null record set.
 				op.RecordBatches = []byte{}
 				switch {
+				case refs[i].denied:
+					op.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				case !ok && req.Version >= 13:
 					op.ErrorCode = kerr.UnknownTopicID.Code
 				case !ok || rp.Partition < 0 || int(rp.Partition) >= len(ti.PartitionsInfo):

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"net"
 	"reflect"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -39,12 +38,33 @@ type GroupHandler interface {
 	Handle(ctx context.Context, req kmsg.Request) (kmsg.Response, error)
 }
 
+// serveGroup authorizes a group request (see groupauth.go), hands what is
+// allowed of it to the group handler, and completes the answer with what
+// was refused.
 func (s *Server) serveGroup(ctx context.Context, c *conn, h header, req kmsg.Request) kmsg.Response {
 	if s.cfg.Groups == nil {
 		return groupError(req, kerr.CoordinatorNotAvailable.Code, "consumer groups are not enabled on this agent")
 	}
-	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
-	resp, err := s.cfg.Groups.Handle(groups.WithClient(ctx, h.clientID, host), req)
+	a := s.authorizeGroup(ctx, req)
+	if a.answer != nil {
+		a.answer.SetVersion(req.GetVersion())
+		return a.answer
+	}
+	var resp kmsg.Response
+	if a.req != nil {
+		resp = s.handleGroup(ctx, c, h, a.req)
+	} else {
+		resp = req.ResponseKind()
+	}
+	if a.finish != nil {
+		resp = a.finish(resp)
+	}
+	resp.SetVersion(req.GetVersion())
+	return resp
+}
+
+func (s *Server) handleGroup(ctx context.Context, c *conn, h header, req kmsg.Request) kmsg.Response {
+	resp, err := s.cfg.Groups.Handle(groups.WithClient(ctx, h.clientID, c.host), req)
 	want := req.ResponseKind()
 	if err == nil && (resp == nil || reflect.TypeOf(resp) != reflect.TypeOf(want)) {
 		err = fmt.Errorf("group handler returned %T for %T", resp, req)

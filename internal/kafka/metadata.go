@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/internal/auth"
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -96,6 +98,10 @@ func leaderFor(brokers []broker, partition int32) int32 {
 	return brokers[int(partition)%len(brokers)].NodeID
 }
 
+// metadata lists the live agents and the topics asked for (all of them
+// when none are named) that the principal may DESCRIBE. A topic named but
+// not describable is answered TOPIC_AUTHORIZATION_FAILED; creating an
+// unknown one on demand needs CREATE on the cluster or on the topic.
 func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	brokers := s.agents.brokers(ctx)
@@ -104,34 +110,63 @@ func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.
 	}
 	resp.ClusterID = &s.cfg.ClusterID
 	resp.ControllerID = s.nodeID
+	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = clusterOps(ctx)
+	}
+	add := func(ti stream.TopicInfo) {
+		mt := topicMetadata(ti, brokers)
+		if req.Version >= 8 && req.IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = authorizedOps(ctx, auth.ResTopic, ti.Name)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
 
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
 		for _, ti := range s.svc.Topics() {
+			if !authz.Allowed(ctx, auth.OpDescribe, auth.ResTopic, ti.Name) {
+				continue
+			}
 			if full, ok := s.topicInfo(ti.Name); ok {
-				resp.Topics = append(resp.Topics, topicMetadata(full, brokers))
+				add(full)
 			}
 		}
 		return resp
 	}
+	describes := s.topicAuth(ctx, auth.OpDescribe)
 	for _, rt := range req.Topics {
+		mt := kmsg.NewMetadataResponseTopic()
+		mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
 		var ti stream.TopicInfo
 		var ok bool
 		switch {
 		case rt.Topic != nil:
+			if err := describes.check(*rt.Topic); err != nil {
+				mt.ErrorCode, mt.TopicID = kerr.TopicAuthorizationFailed.Code, [16]byte{}
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 			ti, ok = s.lookupTopic(ctx, *rt.Topic)
 		case rt.TopicID != [16]byte{}:
-			ti, ok = s.topicByID(ctx, rt.TopicID)
+			if ti, ok = s.topicByID(ctx, rt.TopicID); ok && describes.check(ti.Name) != nil {
+				// Kafka does not count ids as secret, but names are.
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 		}
-		if !ok && rt.Topic != nil && s.autoCreate(req) {
+		if !ok && rt.Topic != nil && s.autoCreate(req) && stream.ValidateTopicName(*rt.Topic) == nil {
+			if err := s.mayCreateTopic(ctx, *rt.Topic); err != nil {
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 			ti, ok = s.createOnDemand(ctx, *rt.Topic)
 		}
 		if ok {
-			resp.Topics = append(resp.Topics, topicMetadata(ti, brokers))
+			add(ti)
 			continue
 		}
-		mt := kmsg.NewMetadataResponseTopic()
-		mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
 		mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 		if rt.Topic == nil {
 			mt.ErrorCode = kerr.UnknownTopicID.Code
@@ -186,8 +221,14 @@ func topicMetadata(ti stream.TopicInfo, brokers []broker) kmsg.MetadataResponseT
 	return mt
 }
 
+// describeCluster lists the live agents. As on Kafka, any principal may ask;
+// the cluster's authorized operations are reported only to one that may
+// DESCRIBE the cluster.
 func (s *Server) describeCluster(ctx context.Context, req *kmsg.DescribeClusterRequest) *kmsg.DescribeClusterResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = clusterOps(ctx)
+	}
 	resp.ClusterID = s.cfg.ClusterID
 	resp.ControllerID = s.nodeID
 	resp.EndpointType = req.EndpointType

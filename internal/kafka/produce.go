@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/codec"
 	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
@@ -19,7 +20,8 @@ import (
 // defaultProduceTimeout is used when a request carries no timeout.
 const defaultProduceTimeout = 30 * time.Second
 
-// produce appends every partition's batches, each through its own
+// produce appends every partition's batches of the topics the principal may
+// WRITE (the others fail with TOPIC_AUTHORIZATION_FAILED), each through its own
 // Service.Produce call: they run concurrently and so share the agent's next
 // group commit, and a failure of one partition does not fail the others (as
 // in Kafka). A response is sent once the commit holding the records is
@@ -44,6 +46,7 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 		reqErr = fmt.Errorf("acks must be -1, 0 or 1, not %d", req.Acks)
 	}
 
+	writes := s.topicAuth(ctx, auth.OpWrite)
 	var wg sync.WaitGroup
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i, rt := range req.Topics {
@@ -66,10 +69,16 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 			var ok bool
 			if ti, ok = s.topicByID(ctx, rt.TopicID); !ok {
 				topicErr, code = fmt.Errorf("%w %x", errUnknownTopicID, rt.TopicID), kerr.UnknownTopicID.Code
+			} else if err := writes.check(ti.Name); err != nil {
+				topicErr, code = err, kerr.TopicAuthorizationFailed.Code
 			}
 		default:
 			var ok bool
-			if ti, ok = s.lookupTopic(ctx, rt.Topic); !ok {
+			if err := writes.check(rt.Topic); err != nil {
+				// Refused before it is looked up, as Kafka does: the
+				// answer does not tell whether the topic exists.
+				topicErr, code = err, kerr.TopicAuthorizationFailed.Code
+			} else if ti, ok = s.lookupTopic(ctx, rt.Topic); !ok {
 				topicErr, code = fmt.Errorf("%w: %s", stream.ErrUnknownTopic, rt.Topic), kerr.UnknownTopicOrPartition.Code
 			}
 		}

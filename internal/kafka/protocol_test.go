@@ -147,7 +147,7 @@ func TestBadFramesCloseOnlyTheirConnection(t *testing.T) {
 			return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
 		}(), "Metadata v1 body"},
 		{"unknown API key", append(binary.BigEndian.AppendUint32(nil, 10), 0x27, 0x0f, 0, 0, 0, 0, 0, 7, 0xff, 0xff), "unknown API key 9999"},
-		{"unserved API", append(binary.BigEndian.AppendUint32(nil, 10), 0, 29, 0, 0, 0, 0, 0, 7, 0xff, 0xff), "DescribeACLs (key 29) is not supported"},
+		{"unserved API", append(binary.BigEndian.AppendUint32(nil, 10), 0, 21, 0, 0, 0, 0, 0, 7, 0xff, 0xff), "DeleteRecords (key 21) is not supported"},
 		{"unsupported version", append(binary.BigEndian.AppendUint32(nil, 10), 0, 0, 0, 1, 0, 0, 0, 7, 0xff, 0xff), "versions 3 to 13 are"},
 	}
 	for _, tc := range cases {

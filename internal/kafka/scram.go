@@ -32,6 +32,10 @@ func (s *Server) describeUserSCRAMs(ctx context.Context, r *kmsg.DescribeUserSCR
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 		return resp
 	}
+	if err := s.authorize(ctx, auth.OpDescribe, auth.ResCluster, auth.ClusterName); err != nil {
+		resp.ErrorCode, resp.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, errMessage(err)
+		return resp
+	}
 	s.cfg.Auth.Sync(ctx)
 	var names []string
 	if r.Users == nil {
@@ -64,9 +68,23 @@ func (s *Server) describeUserSCRAMs(ctx context.Context, r *kmsg.DescribeUserSCR
 	return resp
 }
 
-// alterUserSCRAMs sets and deletes SCRAM credentials, one commit per user.
+// alterUserSCRAMs sets and deletes SCRAM credentials, one commit per user,
+// for a principal with ALTER on the cluster.
 func (s *Server) alterUserSCRAMs(ctx context.Context, r *kmsg.AlterUserSCRAMCredentialsRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
+	if err := s.authorize(ctx, auth.OpAlter, auth.ResCluster, auth.ClusterName); err != nil {
+		seen := map[string]bool{}
+		for _, name := range scramUsers(r) {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			res := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
+			res.User, res.ErrorCode, res.ErrorMessage = name, kerr.ClusterAuthorizationFailed.Code, errMessage(err)
+			resp.Results = append(resp.Results, res)
+		}
+		return resp
+	}
 	type change struct {
 		set    map[string]auth.Credential
 		remove []string
@@ -127,4 +145,17 @@ func (s *Server) alterUserSCRAMs(ctx context.Context, r *kmsg.AlterUserSCRAMCred
 		resp.Results = append(resp.Results, res)
 	}
 	return resp
+}
+
+// scramUsers lists the users an AlterUserScramCredentials request names,
+// deletions first, as the results are ordered.
+func scramUsers(r *kmsg.AlterUserSCRAMCredentialsRequest) []string {
+	var names []string
+	for _, d := range r.Deletions {
+		names = append(names, d.Name)
+	}
+	for _, u := range r.Upsertions {
+		names = append(names, u.Name)
+	}
+	return names
 }

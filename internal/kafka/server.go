@@ -408,6 +408,12 @@ type conn struct {
 	// certificate, "User:NAME" once SASL authenticated it; "" on a
 	// plaintext listener).
 	principal string
+	// host is the client's IP, which ACLs may name.
+	host string
+	// refusals are the authorization refusals logged on this connection
+	// (see refused).
+	refusalsMu sync.Mutex
+	refusals   map[string]bool
 	// The SASL exchange, under saslMu (SASL requests are handled by the
 	// reader, in order); authenticated is set when one succeeded.
 	saslMu        sync.Mutex
@@ -443,9 +449,11 @@ type partitionKey struct {
 
 func (s *Server) startConn(nc net.Conn) {
 	ctx, cancel := context.WithCancel(s.ctx)
+	host, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
 	c := &conn{
 		s:            s,
 		nc:           nc,
+		host:         host,
 		log:          s.log.With("remote", nc.RemoteAddr().String()),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -542,14 +550,15 @@ func (c *conn) readLoop() {
 			return
 		}
 		turns := c.orderProduce(req)
+		ctx := c.requestContext(h)
 		c.s.wg.Add(1) // the reader's own count keeps the group above zero
 		if isSASL {
 			// In order, before the next frame is read: a request that
 			// follows a successful authentication must see it.
-			c.handle(h, req, sl, turns)
+			c.handle(ctx, h, req, sl, turns)
 			continue
 		}
-		go c.handle(h, req, sl, turns)
+		go c.handle(ctx, h, req, sl, turns)
 	}
 }
 
@@ -727,7 +736,7 @@ func (c *conn) orderProduce(req kmsg.Request) *produceTurns {
 	return t
 }
 
-func (c *conn) handle(h header, req kmsg.Request, sl *slot, turns *produceTurns) {
+func (c *conn) handle(ctx context.Context, h header, req kmsg.Request, sl *slot, turns *produceTurns) {
 	defer c.s.wg.Done()
 	defer close(sl.done)
 	defer func() {
@@ -737,7 +746,7 @@ func (c *conn) handle(h header, req kmsg.Request, sl *slot, turns *produceTurns)
 		}
 	}()
 	defer turns.passAll() // whatever happens, later requests must not wait forever
-	resp, closeConn := c.s.dispatch(c.ctx, c, h, req, turns)
+	resp, closeConn := c.s.dispatch(ctx, c, h, req, turns)
 	sl.closeConn = closeConn
 	if resp != nil {
 		sl.resp = appendResponse(nil, h, resp)

@@ -31,6 +31,9 @@ var served = map[int16]apiRange{
 	20: {0, 6, true},  // DeleteTopics
 	22: {0, 5, true},  // InitProducerID
 	23: {0, 4, true},  // OffsetForLeaderEpoch
+	29: {0, 3, true},  // DescribeAcls
+	30: {0, 3, true},  // CreateAcls
+	31: {0, 3, true},  // DeleteAcls
 	32: {0, 4, true},  // DescribeConfigs
 	33: {0, 2, true},  // AlterConfigs
 	37: {0, 3, true},  // CreatePartitions

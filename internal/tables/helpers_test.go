@@ -18,6 +18,7 @@ import (
 
 	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/bucket/filebucket"
+	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/records"
@@ -30,6 +31,7 @@ type agent struct {
 	set     *module.Set
 	streams *stream.Service
 	tables  *Module
+	users   *auth.Module
 	http    *httptest.Server
 }
 
@@ -52,7 +54,7 @@ func startAgent(t testing.TB, b bucket.Bucket, cfg Config) *agent {
 
 func startAgentLog(t testing.TB, b bucket.Bucket, cfg Config, opts commitlog.Options) *agent {
 	t.Helper()
-	a := &agent{streams: stream.New(stream.Options{}), reg: prometheus.NewRegistry()}
+	a := &agent{streams: stream.New(stream.Options{}), reg: prometheus.NewRegistry(), users: auth.New()}
 	cfg.Streams = a.streams
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = time.Second
@@ -65,7 +67,7 @@ func startAgentLog(t testing.TB, b bucket.Bucket, cfg Config, opts commitlog.Opt
 	}
 	a.tables = New(cfg)
 	mux := http.NewServeMux()
-	set, err := module.Open(context.Background(), module.Config{Bucket: b, Log: opts, HTTP: mux, Logger: quiet(), Metrics: a.reg}, a.streams, a.tables)
+	set, err := module.Open(context.Background(), module.Config{Bucket: b, Log: opts, HTTP: mux, Logger: quiet(), Metrics: a.reg}, a.streams, a.tables, a.users)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/sqlengine"
@@ -29,6 +30,7 @@ const (
 	CodeNotCommitted   = "not_committed"
 	CodeOutcomeUnknown = "outcome_unknown"
 	CodeInternal       = "internal"
+	CodeForbidden      = "forbidden"
 )
 
 // APIError is the JSON body of every non-2xx answer.
@@ -59,6 +61,8 @@ func (e *APIError) Unwrap() error {
 		return sqlengine.ErrTooManyRows
 	case CodeNoSQL:
 		return sqlengine.ErrNoSQL
+	case CodeForbidden:
+		return authz.ErrDenied
 	}
 	return nil
 }
@@ -71,6 +75,8 @@ func apiError(err error) *APIError {
 	set := func(s int, c string) { e.Status, e.Code = s, c }
 	var qe *sqlengine.QueryError
 	switch {
+	case errors.Is(err, authz.ErrDenied):
+		set(http.StatusForbidden, CodeForbidden)
 	case errors.Is(err, ErrInvalid):
 		set(http.StatusBadRequest, CodeBadRequest)
 	case errors.Is(err, ErrNoTable):
@@ -179,6 +185,16 @@ type SQLBody struct {
 	SQL string `json:"sql"`
 }
 
+// allowed checks that the request's principal may do op on the table of
+// the route, answering 403 if not.
+func allowed(w http.ResponseWriter, r *http.Request, op string) bool {
+	if err := authz.Check(r.Context(), op, authz.ResTable, r.PathValue("name")); err != nil {
+		writeErr(w, err)
+		return false
+	}
+	return true
+}
+
 func (m *Module) routes(r module.Routes) {
 	hf := func(p string, f http.HandlerFunc) { r.Handle(p, f) }
 	hf("GET /v1/tables", func(w http.ResponseWriter, r *http.Request) {
@@ -188,13 +204,25 @@ func (m *Module) routes(r module.Routes) {
 		}
 		out := []Info{}
 		for _, t := range m.List() {
-			out = append(out, m.info(t))
+			if authz.Allowed(r.Context(), authz.OpDescribe, authz.ResTable, t.Def.Name) {
+				out = append(out, m.info(t))
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"tables": out})
 	})
 	hf("POST /v1/tables", func(w http.ResponseWriter, r *http.Request) {
 		var b CreateBody
 		if err := decodeBody(r, &b); err != nil {
+			writeErr(w, err)
+			return
+		}
+		if err := authz.CheckCreate(r.Context(), authz.ResTable, b.Name); err != nil {
+			writeErr(w, err)
+			return
+		}
+		// The table holds the topic's records: its creator must be able
+		// to read them.
+		if err := authz.Check(r.Context(), authz.OpRead, authz.ResTopic, b.Topic); err != nil {
 			writeErr(w, err)
 			return
 		}
@@ -216,6 +244,9 @@ func (m *Module) routes(r module.Routes) {
 		writeJSON(w, http.StatusCreated, m.info(t))
 	})
 	hf("GET /v1/tables/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(w, r, authz.OpDescribe) {
+			return
+		}
 		m.log.Sync(r.Context())
 		t, ok := m.Get(r.PathValue("name"))
 		if !ok {
@@ -225,6 +256,9 @@ func (m *Module) routes(r module.Routes) {
 		writeJSON(w, http.StatusOK, m.info(t))
 	})
 	hf("PUT /v1/tables/{name}/schema", func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(w, r, authz.OpAlter) {
+			return
+		}
 		var s Schema
 		if err := decodeBody(r, &s); err != nil {
 			writeErr(w, err)
@@ -239,6 +273,9 @@ func (m *Module) routes(r module.Routes) {
 		writeJSON(w, http.StatusOK, m.info(t))
 	})
 	hf("DELETE /v1/tables/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if !allowed(w, r, authz.OpDelete) {
+			return
+		}
 		m.log.Sync(r.Context())
 		if err := m.Drop(r.Context(), r.PathValue("name")); err != nil {
 			writeErr(w, err)

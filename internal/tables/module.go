@@ -15,14 +15,17 @@
 package tables
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -265,12 +268,53 @@ func (m *Module) Sync(ctx context.Context) error { return m.log.Sync(ctx) }
 
 func leaseName(table string) string { return "tables/" + table }
 
+// WorkersPrefix holds the presence of agents that materialize tables:
+// their clock in ms as decimal text, rewritten every half lease. The
+// agents share the tables by their count.
+const WorkersPrefix = "workers/tables/"
+
+// countWorkers refreshes this agent's presence and counts the live ones.
+func (m *Module) countWorkers(ctx context.Context) (int, error) {
+	now := time.Now()
+	body := []byte(strconv.FormatInt(now.UnixMilli(), 10))
+	if _, err := m.b.Put(ctx, WorkersPrefix+m.log.AgentID(), bytes.NewReader(body), int64(len(body))); err != nil {
+		return 0, err
+	}
+	keys, err := bucket.Keys(ctx, m.b, WorkersPrefix, "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		data, _, err := bucket.ReadAll(ctx, m.b, k)
+		if err != nil {
+			continue
+		}
+		ms, err := strconv.ParseInt(string(data), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch age := now.Sub(time.UnixMilli(ms)); {
+		case age <= 2*m.cfg.LeaseDuration:
+			n++
+		case age > time.Hour:
+			m.b.Delete(ctx, k) // an agent that died long ago
+		}
+	}
+	return n, nil
+}
+
 // materializers keeps this agent's share of the table leases and a worker
-// running for each one it holds.
+// running for each one it holds. The share is the tables divided by the
+// agents that materialize; a table nobody has taken for three leases is
+// taken whatever the share (the count may be stale, and no table may
+// starve).
 func (m *Module) materializers(ctx context.Context) {
 	me := m.log.AgentID()
 	watches := map[string]*commitlog.LeaseWatch{}
 	tick := m.cfg.LeaseDuration / 4
+	agents, agentsAt := 1, time.Time{}
+	defer m.b.Delete(context.Background(), WorkersPrefix+me)
 	defer func() {
 		m.mu.Lock()
 		workers := maps.Clone(m.running)
@@ -289,7 +333,29 @@ func (m *Module) materializers(ctx context.Context) {
 		}
 	}()
 	for {
+		if time.Since(agentsAt) > m.cfg.LeaseDuration/2 {
+			if n, err := m.countWorkers(ctx); err == nil {
+				agents, agentsAt = max(1, n), time.Now()
+			} else if ctx.Err() == nil {
+				m.logger.Warn("counting the agents that materialize tables failed", "err", err)
+			}
+		}
 		tables := m.List()
+		share := (len(tables) + agents - 1) / agents
+		held := 0
+		for _, t := range tables {
+			if m.holds(t.Def.Name) {
+				held++
+			}
+		}
+		// Start at a place of this agent's own, so agents arriving
+		// together reach for different tables first.
+		if n := len(tables); n > 0 {
+			h := fnv.New32a()
+			h.Write([]byte(me))
+			off := int(h.Sum32() % uint32(n))
+			tables = append(tables[off:], tables[:off]...)
+		}
 		now := time.Now()
 		want := map[string]bool{}
 		var renew []commitlog.Entry
@@ -300,11 +366,18 @@ func (m *Module) materializers(ctx context.Context) {
 			if watches[name] == nil {
 				watches[name] = &commitlog.LeaseWatch{}
 			}
+			expired := watches[name].Expired(cur, now, m.cfg.LeaseDuration)
+			orphaned := watches[name].Expired(cur, now, 3*m.cfg.LeaseDuration)
 			switch {
+			case cur.Holder == me && held > share:
+				renew = append(renew, commitlog.LeaseRelease(leaseName(name), me, cur.Epoch))
+				held--
+				m.logger.Info("releasing a table (more than this agent's share)", "table", name, "share", share, "agents", agents)
 			case cur.Holder == me:
 				renew = append(renew, commitlog.LeaseRenew(leaseName(name), me, cur.Epoch))
-			case watches[name].Expired(cur, now, m.cfg.LeaseDuration):
+			case expired && held < share || orphaned:
 				if ok, err := m.log.ProposeLease(ctx, commitlog.LeaseAcquire(leaseName(name), me, "", cur)); err == nil && ok {
+					held++
 					m.logger.Info("materializing a table", "table", name, "from", cur.Holder, "epoch", cur.Epoch+1)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/internal/authz"
 )
 
 // The Iceberg REST catalog, read-only, under /iceberg/: what engines need
@@ -65,6 +66,9 @@ func (m *Module) icebergRoutes(hf func(string, http.HandlerFunc)) {
 		m.log.Sync(r.Context())
 		ids := []map[string]any{}
 		for _, t := range m.List() {
+			if !authz.Allowed(r.Context(), authz.OpDescribe, authz.ResTable, t.Def.Name) {
+				continue
+			}
 			ids = append(ids, map[string]any{"namespace": []string{Namespace}, "name": t.Def.Name})
 			ids = append(ids, map[string]any{"namespace": []string{Namespace}, "name": t.Def.Name + DLQSuffix})
 		}
@@ -75,7 +79,8 @@ func (m *Module) icebergRoutes(hf func(string, http.HandlerFunc)) {
 			return
 		}
 		m.log.Sync(r.Context())
-		if _, _, ok := m.resolve(r.PathValue("table")); !ok {
+		t, _, ok := m.resolve(r.PathValue("table"))
+		if !ok || !authz.Allowed(r.Context(), authz.OpDescribe, authz.ResTable, t.Def.Name) {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
@@ -88,6 +93,12 @@ func (m *Module) icebergRoutes(hf func(string, http.HandlerFunc)) {
 		m.log.Sync(r.Context())
 		name := r.PathValue("table")
 		t, dlq, ok := m.resolve(name)
+		if ok {
+			if err := authz.Check(r.Context(), authz.OpRead, authz.ResTable, t.Def.Name); err != nil {
+				icebergError(w, http.StatusForbidden, "ForbiddenException", err.Error())
+				return
+			}
+		}
 		if !ok {
 			icebergError(w, http.StatusNotFound, "NoSuchTableException", fmt.Sprintf("Table does not exist: %s.%s", Namespace, name))
 			return

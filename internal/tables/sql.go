@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/iceberg-go/table"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/sqlengine"
 	"github.com/twoway/twoway/internal/stream"
@@ -36,7 +37,7 @@ func (m *Module) Query(ctx context.Context, q string) (*sqlengine.Result, error)
 	if err := m.log.Sync(ctx); err != nil {
 		return nil, err
 	}
-	cat := &catalog{m: m}
+	cat := &catalog{m: m, ctx: ctx}
 	defer cat.release()
 	res, err := m.engine().Query(ctx, q, cat)
 	m.met.querySeconds.Observe(time.Since(start).Seconds())
@@ -51,6 +52,7 @@ func (m *Module) Query(ctx context.Context, q string) (*sqlengine.Result, error)
 // catalog is what one query sees.
 type catalog struct {
 	m        *Module
+	ctx      context.Context // the request's: its principal
 	mu       sync.Mutex
 	releases []func()
 }
@@ -76,6 +78,11 @@ func relColumns(cols []Column) []sqlengine.Column {
 func (c *catalog) Relations(ctx context.Context) ([]sqlengine.Relation, error) {
 	var out []sqlengine.Relation
 	for _, t := range c.m.List() {
+		// A table the principal may not read is not there for it (nor
+		// its dead-letter table).
+		if !authz.Allowed(c.ctx, authz.OpRead, authz.ResTable, t.Def.Name) {
+			continue
+		}
 		for _, dlq := range []bool{false, true} {
 			r, err := c.relation(ctx, t, dlq)
 			if err != nil {
@@ -140,6 +147,9 @@ func (c *catalog) relation(ctx context.Context, t *Table, dlq bool) (sqlengine.R
 }
 
 func (c *catalog) Topic(ctx context.Context, name string) (sqlengine.Relation, error) {
+	if err := authz.Check(c.ctx, authz.OpRead, authz.ResTopic, name); err != nil {
+		return sqlengine.Relation{}, err
+	}
 	if _, err := c.m.streams.Topic(name); err != nil {
 		return sqlengine.Relation{}, fmt.Errorf("topic %q: %w", name, err)
 	}

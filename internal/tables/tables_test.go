@@ -108,3 +108,39 @@ func TestMaterializeExactlyOnce(t *testing.T) {
 	sort.Strings(keys)
 	t.Logf("%d commits, live files: %d", tb.Commits, len(keys))
 }
+
+// TestTablesSpreadOverAgents: two agents that materialize share four
+// tables two and two, and every table is kept.
+func TestTablesSpreadOverAgents(t *testing.T) {
+	b := fileBucket(t)
+	a1 := startAgent(t, b, Config{Workers: true})
+	a2 := startAgent(t, b, Config{Workers: true})
+	a1.createTopic(t, "orders", 1)
+	ctx := context.Background()
+	for i := range 4 {
+		if _, err := a1.tables.Create(ctx, CreateRequest{Name: fmt.Sprintf("t%d", i), Topic: "orders"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a1.produce(t, "orders", 0, "x", "y")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a1.set.Log().Sync(ctx)
+		held := map[string]int{}
+		for i := range 4 {
+			held[a1.set.Log().Lease(leaseName(fmt.Sprintf("t%d", i))).Holder]++
+		}
+		if held[a1.set.Log().AgentID()] == 2 && held[a2.set.Log().AgentID()] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leases held %v", held)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 4 {
+		if tb := a1.waitMaterialized(t, fmt.Sprintf("t%d", i), 20*time.Second); tb.Rows != 2 {
+			t.Fatalf("t%d has %d rows", i, tb.Rows)
+		}
+	}
+}
