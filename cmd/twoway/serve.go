@@ -54,6 +54,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	cacheDir := fs.String("cache-dir", "", "`directory` for compiled function modules and the cache of table data files that SQL reads from S3, kept across restarts (default: the user's cache directory, ~/.cache/twoway)")
 	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without authentication")
 	authOn := fs.Bool("auth", false, "require authentication on both listeners: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\non Kafka, HTTP Basic on HTTP, with the users of `twoway user create`")
+	sessionLifetime := fs.Duration("sasl-session-lifetime", 0, "with SASL, how long an authentication holds on a Kafka connection (Kafka's connections.max.reauth.ms):\nclients re-authenticate within it or are disconnected (0: forever)")
 	var supers multiFlag
 	fs.Var(&supers, "super-user", "with --auth, a `principal` (User:NAME) that bypasses the ACLs (repeatable)")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
@@ -63,22 +64,26 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if len(supers) > 0 && !*authOn {
 		return &usageError{err: errors.New("serve: --super-user needs --auth (without it nobody is authorized, so everybody may do everything)"), usage: func() { fs.usage(e.stderr) }}
 	}
+	if *sessionLifetime < 0 {
+		return &usageError{err: errors.New("serve: --sasl-session-lifetime must not be negative"), usage: func() { fs.usage(e.stderr) }}
+	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	a, err := agent.Open(ctx, agent.Config{
-		HintAddr:       *hint,
-		Auth:           *authOn,
-		SuperUsers:     supers,
-		InsecureNoAuth: *insecure,
-		MetricsAuth:    *metricsAuth,
-		Functions:      functions.Config{CacheDir: *cacheDir},
-		Tables:         tablesConfig(*cacheDir),
-		TLS:            tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA},
-		Bucket:         *bucketURL,
-		HTTPAddr:       *httpAddr,
-		KafkaAddr:      *kafkaAddr,
-		KafkaAdvertise: *kafkaAdvertise,
-		Linger:         linger(),
-		Logger:         log,
+		HintAddr:            *hint,
+		Auth:                *authOn,
+		SASLSessionLifetime: *sessionLifetime,
+		SuperUsers:          supers,
+		InsecureNoAuth:      *insecure,
+		MetricsAuth:         *metricsAuth,
+		Functions:           functions.Config{CacheDir: *cacheDir},
+		Tables:              tablesConfig(*cacheDir),
+		TLS:                 tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, ClientCA: *tlsClientCA},
+		Bucket:              *bucketURL,
+		HTTPAddr:            *httpAddr,
+		KafkaAddr:           *kafkaAddr,
+		KafkaAdvertise:      *kafkaAdvertise,
+		Linger:              linger(),
+		Logger:              log,
 	})
 	if err != nil {
 		return err

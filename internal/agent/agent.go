@@ -50,6 +50,11 @@ type Config struct {
 	// users in the log. Without it SASL is still served to clients that
 	// ask.
 	Auth bool
+	// SASLSessionLifetime, if positive, limits a Kafka SASL authentication
+	// to this long: clients re-authenticate on their connections or are
+	// disconnected (KIP-368, Kafka's connections.max.reauth.ms; see
+	// kafka.Config.SessionLifetime). 0 is off.
+	SASLSessionLifetime time.Duration
 	// MetricsAuth makes /metrics require authentication too (with Auth).
 	MetricsAuth bool
 	// SuperUsers bypass the ACLs (with Auth, which turns ACLs on):
@@ -206,14 +211,15 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.set = set
 	if cfg.KafkaAddr != "" {
 		a.Kafka = kafka.NewServer(kafka.Config{
-			TLS:         a.tls,
-			Auth:        a.Users,
-			RequireAuth: cfg.Auth,
-			Service:     a.Service,
-			Addr:        cfg.KafkaAddr,
-			Advertise:   cfg.KafkaAdvertise,
-			Groups:      a.Groups,
-			Logger:      cfg.Logger,
+			TLS:             a.tls,
+			Auth:            a.Users,
+			RequireAuth:     cfg.Auth,
+			SessionLifetime: cfg.SASLSessionLifetime,
+			Service:         a.Service,
+			Addr:            cfg.KafkaAddr,
+			Advertise:       cfg.KafkaAdvertise,
+			Groups:          a.Groups,
+			Logger:          cfg.Logger,
 		})
 	}
 	registerLogMetrics(cfg.Registry, a.Log())

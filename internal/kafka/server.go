@@ -96,6 +96,14 @@ type Config struct {
 	// AuthTimeout closes a connection that has not authenticated this
 	// long after it opened, with RequireAuth. Default 10s.
 	AuthTimeout time.Duration
+	// SessionLifetime, if positive, limits a SASL authentication to this
+	// long (Kafka's connections.max.reauth.ms, KIP-368): SaslAuthenticate
+	// v1 and later tell the client (session_lifetime_ms), the client may
+	// re-authenticate on the connection at any time, as the same
+	// principal, and a connection whose session expired is closed on its
+	// next request other than ApiVersions, SaslHandshake and
+	// SaslAuthenticate. Whole milliseconds (at least 1); 0 is off.
+	SessionLifetime time.Duration
 	// Groups serves the consumer-group APIs. Nil answers them with
 	// COORDINATOR_NOT_AVAILABLE.
 	Groups GroupHandler
@@ -193,6 +201,13 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 10 * time.Second
+	}
+	if cfg.SessionLifetime < 0 {
+		cfg.SessionLifetime = 0
+	}
+	if cfg.SessionLifetime > 0 {
+		// The client is told whole milliseconds; expire when it was told.
+		cfg.SessionLifetime = max(cfg.SessionLifetime.Truncate(time.Millisecond), time.Millisecond)
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -432,6 +447,13 @@ type conn struct {
 	// submitted its batch (reader goroutine only).
 	produceOrder map[partitionKey]chan struct{}
 	once         sync.Once
+	// Under saslMu too: the mechanism of the exchange under way
+	// (saslNext) and of the last authentication (saslMech); reauth is
+	// set while the exchange under way re-authenticates; sessionEnd is
+	// when the session expires (zero: never; see Config.SessionLifetime).
+	saslNext, saslMech string
+	reauth             bool
+	sessionEnd         time.Time
 }
 
 // slot is one request's place in the response order.
@@ -538,6 +560,14 @@ func (c *conn) readLoop() {
 			return
 		}
 		isSASL := h.key == 17 || h.key == 36
+		if !isSASL && h.key != apiVersionsKey && c.sessionExpired() {
+			// As Kafka's broker does (KIP-368): the client may
+			// re-authenticate, and nothing else, once its session is over.
+			c.log.Info("kafka SASL session expired without re-authentication; closing the connection as Kafka does",
+				"principal", c.principal, "api", kmsg.NameForKey(h.key), "client_id", h.clientID, "session_lifetime", c.s.cfg.SessionLifetime)
+			c.budget.release(len(frame))
+			return
+		}
 		if c.s.cfg.RequireAuth && !c.authenticated.Load() && !isSASL && h.key != apiVersionsKey {
 			c.log.Warn("kafka request before SASL authentication; closing the connection", "api", kmsg.NameForKey(h.key), "client_id", h.clientID)
 			c.budget.release(len(frame))
@@ -556,6 +586,11 @@ func (c *conn) readLoop() {
 			// In order, before the next frame is read: a request that
 			// follows a successful authentication must see it.
 			c.handle(ctx, h, req, sl, turns)
+			if sl.closeConn {
+				// A failed (re-)authentication: serve nothing sent
+				// after it, not even with the principal from before.
+				return
+			}
 			continue
 		}
 		go c.handle(ctx, h, req, sl, turns)
