@@ -52,6 +52,7 @@ var commands = []command{
 	{name: "fn", summary: "deploy, list, invoke and roll back functions (WebAssembly)", run: runFn},
 	{name: "table", summary: "create, list, describe, alter and drop tables (topics as Iceberg tables)", run: runTable},
 	{name: "sql", summary: "run a SQL query over the tables and topics (DuckDB)", run: runSQL},
+	{name: "bucket", summary: "copy a deployment to another bucket (directory, S3), consistently, while it serves", run: runBucket},
 	{name: "bench", summary: "measure a bucket's throughput and latency", run: runBench},
 }
 
