@@ -254,7 +254,9 @@ func TestQuickStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { done <- follower.Wait() }()
-	time.Sleep(200 * time.Millisecond)
+	// Time for the binary to start and reach its signal handling (its
+	// package initialization alone takes over 100 ms: iceberg-go's).
+	time.Sleep(2 * time.Second)
 	follower.Process.Signal(os.Interrupt)
 	select {
 	case err := <-done:
@@ -433,3 +435,4 @@ func TestProduceInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
