@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,12 +40,14 @@ import (
 //   - ctx's error, wrapped, if ctx ends first.
 //
 // A failed query leaves nothing behind: every query has a database of its
-// own, which Query closes before it returns, and no Tail is still running
-// then.
+// own, which no other query has used or will use (a fresh one, opened ahead
+// of time if Config.Prewarm says so), and which is closed once Query returns
+// (in the background; [Engine.Close] waits for it). No Tail is still running
+// when Query returns.
 func (e *Engine) Query(ctx context.Context, sqlText string, cat Catalog) (*Result, error) {
 	qctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
-	q := &query{ctx: qctx, cat: cat, cfg: e.cfg, topics: map[string]topicEntry{}}
+	q := &query{ctx: qctx, cat: cat, cfg: e.cfg, dbs: e.dbs, topics: map[string]topicEntry{}}
 	res, err := q.run(sqlText)
 	q.stop()
 	if err == nil {
@@ -69,6 +70,7 @@ type query struct {
 	ctx context.Context // ends at the deadline; each scan has a child that stop ends
 	cat Catalog
 	cfg Config
+	dbs *pool
 
 	relations map[string]*relation // by exact name
 
@@ -125,25 +127,6 @@ func (q *query) stop() {
 	q.tails.Wait()
 }
 
-// dsn returns the DuckDB configuration applied when the database opens,
-// before anything runs in it.
-func (q *query) dsn() string {
-	v := url.Values{}
-	// Extensions: only those built in (parquet, json, icu, core_functions)
-	// exist; none is ever downloaded or loaded from disk.
-	v.Set("autoinstall_known_extensions", "false")
-	v.Set("autoload_known_extensions", "false")
-	v.Set("allow_community_extensions", "false")
-	v.Set("allow_unsigned_extensions", "false")
-	// Resources.
-	v.Set("threads", strconv.Itoa(q.cfg.Threads))
-	v.Set("memory_limit", q.cfg.MemoryLimit)
-	// Never spill to disk: no temporary directory, and none of its space.
-	v.Set("temp_directory", "")
-	v.Set("max_temp_directory_size", "0B")
-	return "?" + v.Encode()
-}
-
 func (q *query) run(sqlText string) (*Result, error) {
 	if what, ok := emptySQL(sqlText); ok {
 		return nil, notReadOnly(what)
@@ -166,25 +149,21 @@ func (q *query) run(sqlText string) (*Result, error) {
 		return nil, err
 	}
 
-	connector, err := duckdb.NewConnector(q.dsn(), nil)
+	// A database no query has used, opened ahead with the configuration
+	// that does not depend on the query (dsn); it is closed after this
+	// query, never used again.
+	d, err := q.dbs.take(q.ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sql: starting DuckDB (memory limit %q, %d threads): %w",
-			q.cfg.MemoryLimit, q.cfg.Threads, err)
+		return nil, err
 	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	conn, err := db.Conn(q.ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sql: connecting to DuckDB: %w", err)
-	}
-	defer conn.Close()
+	defer q.dbs.release(d)
 
-	if err := q.setUp(conn); err != nil {
+	if err := q.setUp(d.conn); err != nil {
 		return nil, err
 	}
 
 	var res *Result
-	err = conn.Raw(func(dc any) error {
+	err = d.conn.Raw(func(dc any) error {
 		dconn, ok := dc.(*duckdb.Conn)
 		if !ok {
 			return fmt.Errorf("sql: unexpected driver connection %T", dc)
@@ -241,19 +220,17 @@ func (q *query) setUp(conn *sql.Conn) error {
 		}
 		files = append(files, rel.files...)
 	}
+	// The confinement, in one round trip: DuckDB runs the statements in
+	// order and stops at the first that fails, which fails the query.
+	confine := "SET enable_external_access = false;\nSET lock_configuration = true"
 	if len(files) > 0 {
 		quoted := make([]string, len(files))
 		for i, f := range files {
 			quoted[i] = quoteString(f)
 		}
-		if err := exec("SET allowed_paths = [" + strings.Join(quoted, ", ") + "]"); err != nil {
-			return err
-		}
+		confine = "SET allowed_paths = [" + strings.Join(quoted, ", ") + "];\n" + confine
 	}
-	if err := exec("SET enable_external_access = false"); err != nil {
-		return err
-	}
-	return exec("SET lock_configuration = true")
+	return exec(confine)
 }
 
 // execute prepares sqlText, checks that it is a single read-only query, runs

@@ -78,6 +78,17 @@ func writeParquet(t testing.TB, path, query string) {
 	}
 }
 
+// newEngine returns New(cfg), closed when the test ends.
+func newEngine(t testing.TB, cfg Config) *Engine {
+	e := New(cfg)
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("closing the engine: %v", err)
+		}
+	})
+	return e
+}
+
 func mustQuery(t testing.TB, e *Engine, cat Catalog, q string) *Result {
 	t.Helper()
 	res, err := e.Query(context.Background(), q, cat)
@@ -203,7 +214,7 @@ func allTypesRelation(t testing.TB) (Relation, [][]any) {
 func TestAllTypes(t *testing.T) {
 	rel, want := allTypesRelation(t)
 	cat := &testCatalog{rels: []Relation{rel}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 
 	res := mustQuery(t, e, cat, `SELECT * FROM events ORDER BY i`)
 	checkColumns(t, res, "i INTEGER", "l BIGINT", "d DOUBLE", "b BOOLEAN", "s VARCHAR", "bin BLOB",
@@ -234,7 +245,7 @@ func TestTailOnly(t *testing.T) {
 			Tail: rowsTail([][]any{{int64(1), "x"}, {2, "y"}, {uint8(3), nil}})},
 		{Name: "empty", Columns: []Column{{"a", "decimal(38,10)"}, {"m", "list<struct<k:string,v:list<int>>>"}}},
 	}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	res := mustQuery(t, e, cat, `SELECT a, b FROM t ORDER BY a`)
 	checkRows(t, res, [][]any{{int64(1), "x"}, {int64(2), "y"}, {int64(3), nil}})
 
@@ -247,12 +258,12 @@ func TestWideDecimal(t *testing.T) {
 	huge, _ := new(big.Int).SetString("-12345678901234567890123456789012345678", 10)
 	cat := &testCatalog{rels: []Relation{{Name: "t", Columns: []Column{{"x", "decimal(38,4)"}, {"y", "decimal(4,1)"}},
 		Tail: rowsTail([][]any{{huge, big.NewInt(-999)}})}}}
-	res := mustQuery(t, New(Config{}), cat, `SELECT x, y, x::VARCHAR AS xs, y::VARCHAR AS ys FROM t`)
+	res := mustQuery(t, newEngine(t, Config{}), cat, `SELECT x, y, x::VARCHAR AS xs, y::VARCHAR AS ys FROM t`)
 	checkRows(t, res, [][]any{{huge, big.NewInt(-999), "-1234567890123456789012345678901234.5678", "-99.9"}})
 
 	// Too many digits for the column is an error naming it.
 	cat.rels[0].Tail = rowsTail([][]any{{big.NewInt(1), big.NewInt(10000)}})
-	_, err := New(Config{}).Query(context.Background(), `SELECT * FROM t`, cat)
+	_, err := newEngine(t, Config{}).Query(context.Background(), `SELECT * FROM t`, cat)
 	if err == nil || !strings.Contains(err.Error(), `column "y"`) || !strings.Contains(err.Error(), "more than 4 digits") {
 		t.Fatalf("got %v, want an error about too many digits in column y", err)
 	}
@@ -272,7 +283,7 @@ func TestSchemaEvolution(t *testing.T) {
 		Files:   []string{old, cur},
 		Tail:    rowsTail([][]any{{int64(3), "c", 1.25, []any{"t1", "t2"}}}),
 	}}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	res := mustQuery(t, e, cat, `SELECT * FROM "my ""odd"" 'table'" ORDER BY id`)
 	checkColumns(t, res, "id BIGINT", "name VARCHAR", "the price DOUBLE", "tags VARCHAR[]")
 	checkRows(t, res, [][]any{
@@ -302,7 +313,7 @@ func TestTopic(t *testing.T) {
 				{int32(1), int64(0), nil, []byte("v2"), nil},
 			})},
 	}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	res := mustQuery(t, e, cat, `SELECT count(*), max("offset"), sum(len(headers)), string_agg(value::VARCHAR, ',' ORDER BY partition, "offset")
 		FROM topic('orders') WHERE value IS NOT NULL`)
 	checkRows(t, res, [][]any{{int64(3), int64(1), big.NewInt(1), "v0,v1,v2"}})
@@ -344,7 +355,7 @@ func TestTailErrors(t *testing.T) {
 		}},
 		{Name: "good", Columns: []Column{{"a", "long"}}, Tail: rowsTail([][]any{{int64(7)}})},
 	}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	cases := []struct {
 		sql  string
 		want []string
@@ -377,7 +388,7 @@ func TestTailErrors(t *testing.T) {
 }
 
 func TestBadSQLThenGood(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	cat := &testCatalog{rels: []Relation{{Name: "t", Columns: []Column{{"a", "int"}}, Tail: rowsTail([][]any{{int32(1)}})}}}
 
 	_, err := e.Query(context.Background(), `SELEC a FROM t`, cat)
@@ -426,7 +437,7 @@ func TestConfinement(t *testing.T) {
 	writeParquet(t, other, `SELECT 666::BIGINT AS a`)
 	out := filepath.Join(dir, "out.csv")
 	cat := &testCatalog{rels: []Relation{{Name: "t", Columns: []Column{{"a", "long"}}, Files: []string{mine}}}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 
 	// The handed-in file is readable through the view.
 	res := mustQuery(t, e, cat, `SELECT a FROM t`)
@@ -525,7 +536,7 @@ func TestConfinement(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	e := New(Config{Timeout: 300 * time.Millisecond})
+	e := newEngine(t, Config{Timeout: 300 * time.Millisecond})
 	cat := &testCatalog{rels: []Relation{{Name: "slow", Columns: []Column{{"a", "long"}},
 		Tail: func(ctx context.Context, yield func([]any) bool) error {
 			for i := int64(0); ; i++ {
@@ -561,14 +572,14 @@ func TestTimeout(t *testing.T) {
 	// A caller's cancellation is not a timeout.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
-	_, err := New(Config{}).Query(ctx, `SELECT count(*) FROM range(1000000000000)`, cat)
+	_, err := newEngine(t, Config{}).Query(ctx, `SELECT count(*) FROM range(1000000000000)`, cat)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
 		t.Errorf("canceled: got %v", err)
 	}
 }
 
 func TestMaxRows(t *testing.T) {
-	e := New(Config{MaxRows: 10})
+	e := newEngine(t, Config{MaxRows: 10})
 	cat := &testCatalog{}
 	res := mustQuery(t, e, cat, `SELECT range AS n FROM range(10) ORDER BY n DESC`)
 	if len(res.Rows) != 10 || res.Rows[0][0] != int64(9) || res.Rows[9][0] != int64(0) {
@@ -591,7 +602,7 @@ func TestMaxRows(t *testing.T) {
 }
 
 func TestResultTypes(t *testing.T) {
-	res := mustQuery(t, New(Config{}), &testCatalog{}, `SELECT
+	res := mustQuery(t, newEngine(t, Config{}), &testCatalog{}, `SELECT
 		1::TINYINT AS ti, 2::UBIGINT AS ub, 1.5::FLOAT AS f,
 		170141183460469231731687303715884105727::HUGEINT AS h,
 		'01234567-89ab-cdef-0123-456789abcdef'::UUID AS u,
@@ -637,7 +648,7 @@ func TestResultTypes(t *testing.T) {
 }
 
 func TestVariantColumnIsRefusedClearly(t *testing.T) {
-	_, err := New(Config{}).Query(context.Background(), `SELECT 1::VARIANT AS v`, &testCatalog{})
+	_, err := newEngine(t, Config{}).Query(context.Background(), `SELECT 1::VARIANT AS v`, &testCatalog{})
 	var qe *QueryError
 	if !errors.As(err, &qe) || !strings.Contains(err.Error(), `column "v" has type VARIANT`) {
 		t.Fatalf("got %v", err)
@@ -645,7 +656,7 @@ func TestVariantColumnIsRefusedClearly(t *testing.T) {
 }
 
 func TestCatalogErrors(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	for _, c := range []struct {
 		rels []Relation
 		want string
@@ -700,7 +711,7 @@ func BenchmarkTail(b *testing.B) {
 			return nil
 		},
 	}}}
-	e := New(Config{})
+	e := newEngine(b, Config{})
 	for b.Loop() {
 		res, err := e.Query(context.Background(), `SELECT count(*), sum(id), max(name), sum(qty) FROM t`, cat)
 		if err != nil {
@@ -728,7 +739,7 @@ func TestTailLifecycle(t *testing.T) {
 			}
 			return nil
 		}}}}
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	for _, c := range []struct {
 		sql   string
 		calls int32
@@ -756,7 +767,7 @@ func TestTailLifecycle(t *testing.T) {
 }
 
 func TestMemoryLimit(t *testing.T) {
-	e := New(Config{MemoryLimit: "64MB"})
+	e := newEngine(t, Config{MemoryLimit: "64MB"})
 	// A sort too big for 64MB fails: the query cannot spill to disk.
 	_, err := e.Query(context.Background(), `SELECT count(*) FROM (
 		SELECT range::VARCHAR || 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' AS s FROM range(3000000) ORDER BY s)`, nil)
@@ -770,14 +781,14 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("memory_limit is %v", res.Rows[0][0])
 	}
 
-	_, err = New(Config{MemoryLimit: "lots"}).Query(context.Background(), `SELECT 1`, nil)
+	_, err = newEngine(t, Config{MemoryLimit: "lots"}).Query(context.Background(), `SELECT 1`, nil)
 	if err == nil || !strings.Contains(err.Error(), `memory limit "lots"`) {
 		t.Errorf("bad memory limit: got %v", err)
 	}
 }
 
 func TestNilCatalog(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	res := mustQuery(t, e, nil, `SELECT 1 AS one`)
 	checkRows(t, res, [][]any{{int32(1)}})
 	if _, err := e.Query(context.Background(), `SELECT * FROM topic('x')`, nil); err == nil ||
@@ -786,13 +797,27 @@ func TestNilCatalog(t *testing.T) {
 	}
 }
 
-// BenchmarkQueryOverhead measures the fixed cost of one query: a fresh
-// database, its setup and confinement, for SELECT 1.
+// BenchmarkQueryOverhead measures the fixed cost of one query: a database,
+// its setup and confinement, for SELECT 1. "ready": a database opened ahead
+// is ready when each query starts, as when queries do not come back to back
+// or take longer than opening one (some 15 ms); "back-to-back": one query
+// after the other, limited by how fast DuckDB opens databases; "no-prewarm":
+// each query opens its own.
 func BenchmarkQueryOverhead(b *testing.B) {
-	e := New(Config{})
-	for b.Loop() {
-		if _, err := e.Query(context.Background(), `SELECT 1`, nil); err != nil {
-			b.Fatal(err)
+	run := func(b *testing.B, cfg Config, wait bool) {
+		e := newEngine(b, cfg)
+		for range b.N {
+			if wait {
+				b.StopTimer()
+				waitReady(b, e)
+				b.StartTimer()
+			}
+			if _, err := e.Query(context.Background(), `SELECT 1`, nil); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
+	b.Run("ready", func(b *testing.B) { run(b, Config{}, true) })
+	b.Run("back-to-back", func(b *testing.B) { run(b, Config{}, false) })
+	b.Run("no-prewarm", func(b *testing.B) { run(b, Config{Prewarm: -1}, false) })
 }

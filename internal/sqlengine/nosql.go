@@ -9,3 +9,10 @@ import "context"
 func (e *Engine) Query(ctx context.Context, sqlText string, cat Catalog) (*Result, error) {
 	return nil, ErrNoSQL
 }
+
+// pool is empty in the nosql build: there are no databases.
+type pool struct{}
+
+func newPool(Config) *pool { return nil }
+
+func (*pool) close() error { return nil }

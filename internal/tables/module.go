@@ -148,12 +148,21 @@ func (m *Module) Start(ctx context.Context, env *module.Env) error {
 	m.routes(env.HTTP)
 	if m.cfg.Workers {
 		env.Go(m.materializers)
+		// A serving agent has a database ready for its first query.
+		m.engine()
 	}
 	return nil
 }
 
-// Close stops the materializers (Env.Go's context has ended).
-func (m *Module) Close() error { return nil }
+// Close stops the materializers (Env.Go's context has ended) and the SQL
+// engine.
+func (m *Module) Close() error {
+	m.engineOnce.Do(func() {}) // no engine is made after this
+	if m.sql != nil {
+		return m.sql.Close()
+	}
+	return nil
+}
 
 // ---- definitions ----
 

@@ -39,7 +39,11 @@ func (m *Module) Query(ctx context.Context, q string) (*sqlengine.Result, error)
 	}
 	cat := &catalog{m: m, ctx: ctx}
 	defer cat.release()
-	res, err := m.engine().Query(ctx, q, cat)
+	eng := m.engine()
+	if eng == nil {
+		return nil, errors.New("tables: the agent is closing; no query runs")
+	}
+	res, err := eng.Query(ctx, q, cat)
 	m.met.querySeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		m.met.queries.WithLabelValues("error").Inc()
