@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	icebergio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
@@ -82,6 +82,7 @@ type side struct {
 	schema *arrow.Schema
 	rows   *rowBuilder
 	live   map[string]bool
+	app    *appendStream // the pending rows' append, once there are some
 }
 
 func (m *Module) newSide(ctx context.Context, fio *bucketIO, d *Def, dlq bool, p Pointer) (*side, error) {
@@ -179,6 +180,10 @@ func (m *Module) session(ctx context.Context, name string, log *slog.Logger) err
 	var firstPending time.Time
 	moved := false // offsets advanced past records that are not rows (retention)
 	lastMaint := time.Now()
+	ra := m.newReadAhead(ctx, t.Def.Topic, dec, main, dlq)
+	defer ra.close()
+	defer main.abortAppend()
+	defer dlq.abortAppend()
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -211,38 +216,40 @@ func (m *Module) session(ctx context.Context, name string, log *slog.Logger) err
 			if off >= p.End || main.rows.bytes+dlq.rows.bytes >= m.cfg.FlushBytes {
 				continue
 			}
-			res, err := m.streams.Fetch(ctx, t.Def.Topic, p.Partition, off, 4<<20, 0)
+			c, err := ra.get(ctx, p.Partition, off)
 			if err != nil {
+				return err
+			}
+			if c.err != nil {
+				ra.release(c)
 				var oor *stream.OffsetOutOfRangeError
-				if errors.As(err, &oor) {
+				if errors.As(c.err, &oor) {
 					continue // retention moved the start: seen next round
 				}
-				return fmt.Errorf("read %s/%d at %d: %w", t.Def.Topic, p.Partition, off, err)
+				return c.err
 			}
-			for _, batch := range res.Batches {
-				recs, _, err := records.Decode(batch, stream.Decompress)
-				if err != nil {
-					return fmt.Errorf("decode %s/%d at %d: %w", t.Def.Topic, p.Partition, off, err)
+			if c.main.rows+c.dlq.rows > 0 {
+				if main.rows.rows+dlq.rows.rows == 0 {
+					firstPending = time.Now()
 				}
-				for i := range recs {
-					r := &recs[i]
-					if r.Offset < off || r.Offset >= res.HighWatermark {
-						continue
-					}
-					if main.rows.rows+dlq.rows.rows == 0 {
-						firstPending = time.Now()
-					}
-					if err := m.addRecord(p.Partition, r, dec, main, dlq); err != nil {
-						return err
-					}
-					off = r.Offset + 1
-					got = true
-				}
+				m.pend(ctx, fio, main, c.main, t.Def.Name)
+				m.pend(ctx, fio, dlq, c.dlq, t.Def.Name)
+				got = true
 			}
+			off = c.next
 			pos[p.Partition] = off
+			if off < p.End {
+				ra.ahead(p.Partition, off)
+			}
 		}
 		pending := main.rows.rows + dlq.rows.rows
-		due := pending > 0 && (time.Since(firstPending) >= flushAfter || main.rows.bytes+dlq.rows.bytes >= m.cfg.FlushBytes)
+		pendingBytes := main.rows.bytes + dlq.rows.bytes
+		// Due: the oldest pending row has waited about the interval, or
+		// a file's worth is pending, or a backlog has just been read to
+		// its end (a quarter of a flush pending and nothing more to
+		// read): waiting then only delays rows already there.
+		due := pending > 0 && (time.Since(firstPending) >= flushAfter || pendingBytes >= m.cfg.FlushBytes ||
+			!got && pendingBytes >= m.cfg.FlushBytes/4)
 		if due || moved && pending == 0 {
 			if err := m.commitPending(ctx, fio, t, main, dlq, pos, manifests); err != nil {
 				return err
@@ -279,49 +286,395 @@ func (m *Module) decoderFor(t *Table, main *side) (*rowDecoder, error) {
 	if t.Def.Schema == nil {
 		return nil, nil
 	}
-	n := len(main.meta.CurrentSchema().Fields()) - len(systemColumns)
+	n := main.meta.CurrentSchema().NumFields() - len(systemColumns)
 	if n < 0 || n > len(t.Def.Schema.Columns) {
 		return nil, fmt.Errorf("table %s: its Iceberg schema has %d columns, its definition %d", t.Def.Name, n, len(t.Def.Schema.Columns))
 	}
 	return newRowDecoder(&Schema{Columns: t.Def.Schema.Columns[:n]})
 }
 
-// addRecord adds a record's row to the table, or to the dead-letter table
-// with the reason it does not fit.
-func (m *Module) addRecord(part int32, r *records.Record, dec *rowDecoder, main, dlq *side) error {
-	row := make([]any, 0, len(main.schema.Fields()))
+// streamAppends writes pending rows into data files as they are added
+// (else all at once when the commit is due).
+const streamAppends = true
+
+// appendStream is the append of a side's pending rows: an Iceberg append
+// staged (m.stage) on a goroutine of its own, fed the rows as the session
+// adds them, so that Parquet is written while the next records are read
+// and decoded. commitPending ends the feed and takes what it staged;
+// nothing is committed before that, so the commit is what it was: the
+// pending rows, and the offsets after them.
+type appendStream struct {
+	feed   chan arrow.RecordBatch
+	cancel context.CancelFunc
+	done   chan struct{}
+	lost   bool     // rows were not fed (the session's context ended)
+	st     *staging // set when done is closed
+	err    error
+}
+
+func (m *Module) startAppend(ctx context.Context, fio *bucketIO, s *side, tableName string) *appendStream {
+	ctx, cancel := context.WithCancel(ctx)
+	a := &appendStream{feed: make(chan arrow.RecordBatch, 4), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.st, a.err = m.stage(ctx, fio, s, func(tx *table.Transaction) error {
+			rdr := &feedReader{schema: s.schema, ctx: ctx, feed: a.feed}
+			rdr.refs.Store(1)
+			defer rdr.Release()
+			return tx.Append(ctx, rdr, iceberg.Properties{"twoway.table": tableName})
+		})
+	}()
+	return a
+}
+
+// pend adds rows built apart to a side's pending rows.
+func (m *Module) pend(ctx context.Context, fio *bucketIO, s *side, x rowBatch, tableName string) {
+	if x.rows == 0 {
+		return
+	}
+	s.rows.addBatch(x)
+	if streamAppends {
+		m.feed(ctx, fio, s, tableName)
+	}
+}
+
+// feed gives the pending rows not given yet to the side's append,
+// starting it.
+func (m *Module) feed(ctx context.Context, fio *bucketIO, s *side, tableName string) {
+	if s.app == nil {
+		s.app = m.startAppend(ctx, fio, s, tableName)
+	}
+	for _, rec := range s.rows.take() {
+		select {
+		case s.app.feed <- rec:
+		case <-s.app.done: // it failed: finishAppend says why
+			rec.Release()
+		case <-ctx.Done():
+			rec.Release()
+			s.app.lost = true
+		}
+	}
+}
+
+// finishAppend ends the feed of the side's append (all its pending rows)
+// and returns what it staged.
+func (m *Module) finishAppend(ctx context.Context, fio *bucketIO, s *side, tableName string) (*staging, error) {
+	m.feed(ctx, fio, s, tableName)
+	if s.app.lost {
+		s.abortAppend()
+		return nil, fmt.Errorf("pending rows not written: %w", context.Cause(ctx))
+	}
+	a := s.app
+	s.app = nil
+	close(a.feed)
+	<-a.done
+	a.cancel()
+	return a.st, a.err
+}
+
+// abortAppend stops the side's append, if any, staging nothing (the data
+// files it wrote are garbage).
+func (s *side) abortAppend() {
+	if a := s.app; a != nil {
+		s.app = nil
+		a.cancel()
+		<-a.done
+		for {
+			select {
+			case rec := <-a.feed:
+				rec.Release()
+			default:
+				return
+			}
+		}
+	}
+}
+
+// feedReader reads the records of an append's feed until it is closed.
+type feedReader struct {
+	refs   atomic.Int64
+	schema *arrow.Schema
+	ctx    context.Context
+	feed   chan arrow.RecordBatch
+	cur    arrow.RecordBatch
+	err    error
+}
+
+func (r *feedReader) Retain() { r.refs.Add(1) }
+func (r *feedReader) Release() {
+	if r.refs.Add(-1) == 0 && r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+}
+func (r *feedReader) Schema() *arrow.Schema          { return r.schema }
+func (r *feedReader) RecordBatch() arrow.RecordBatch { return r.cur }
+func (r *feedReader) Record() arrow.RecordBatch      { return r.cur }
+func (r *feedReader) Err() error                     { return r.err }
+func (r *feedReader) Next() bool {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+	select {
+	case rec, ok := <-r.feed:
+		if !ok {
+			return false
+		}
+		r.cur = rec
+		return true
+	case <-r.ctx.Done():
+		r.err = r.ctx.Err()
+		return false
+	}
+}
+
+// readAheadChunks is how many chunks the read-ahead may build before the
+// session asks for them (one per partition at most).
+const readAheadChunks = 4
+
+// readAhead reads a session's records on a goroutine of its own: a chunk
+// is one fetch of a partition from an offset, its records decoded and
+// built into Arrow batches (the table's rows and the dead-letter rows),
+// exactly what the session did inline. The session takes chunks in its
+// own order and adds them to its pending rows whole, so its offsets and
+// commits are what they were; meanwhile the goroutine builds the next
+// ones (ahead, for the partition the session just took) while the session
+// adds, waits or commits.
+type readAhead struct {
+	m      *Module
+	topic  string
+	dec    *rowDecoder
+	ctx    context.Context
+	cancel context.CancelFunc
+	jobs   chan *chunk
+	fin    chan struct{}
+
+	queued map[int32]*chunk // by partition, asked for ahead and not taken
+	stale  []*chunk         // asked for ahead from an offset that went by
+
+	// The goroutine's.
+	fr        fastRow
+	main, dlq *rowBuilder
+}
+
+// chunk is one fetch's rows.
+type chunk struct {
+	part int32
+	from int64
+	done chan struct{}
+	// Set when done is closed.
+	err       error // the error the session returns (or OffsetOutOfRange)
+	next      int64 // the offset after the last record taken
+	main, dlq rowBatch
+}
+
+func (m *Module) newReadAhead(ctx context.Context, topic string, dec *rowDecoder, main, dlq *side) *readAhead {
+	ctx, cancel := context.WithCancel(ctx)
+	ra := &readAhead{m: m, topic: topic, dec: dec, ctx: ctx, cancel: cancel,
+		jobs: make(chan *chunk, 2*readAheadChunks+2), fin: make(chan struct{}),
+		queued: map[int32]*chunk{},
+		main:   newRowBuilder(main.schema), dlq: newRowBuilder(dlq.schema)}
+	go ra.run()
+	return ra
+}
+
+func (ra *readAhead) run() {
+	defer close(ra.fin)
+	for c := range ra.jobs {
+		if ra.ctx.Err() != nil {
+			c.err = ra.ctx.Err()
+		} else {
+			ra.build(c)
+		}
+		close(c.done)
+	}
+}
+
+// build fetches and decodes c.
+func (ra *readAhead) build(c *chunk) {
+	off := c.from
+	defer func() {
+		c.next = off
+		if c.err != nil {
+			// What was built goes with the builders (a row may be half
+			// built): the session returns the error or reads again.
+			ra.main.release()
+			ra.dlq.release()
+			ra.main, ra.dlq = newRowBuilder(ra.main.schema), newRowBuilder(ra.dlq.schema)
+			return
+		}
+		c.main, c.dlq = ra.main.cut(), ra.dlq.cut()
+	}()
+	res, err := ra.m.streams.Fetch(ra.ctx, ra.topic, c.part, off, 4<<20, 0)
+	if err != nil {
+		var oor *stream.OffsetOutOfRangeError
+		if errors.As(err, &oor) {
+			c.err = err
+		} else {
+			c.err = fmt.Errorf("read %s/%d at %d: %w", ra.topic, c.part, off, err)
+		}
+		return
+	}
+	for _, batch := range res.Batches {
+		recs, _, err := records.Decode(batch, stream.Decompress)
+		if err != nil {
+			c.err = fmt.Errorf("decode %s/%d at %d: %w", ra.topic, c.part, off, err)
+			return
+		}
+		for i := range recs {
+			r := &recs[i]
+			if r.Offset < off || r.Offset >= res.HighWatermark {
+				continue
+			}
+			if err := addRecord(c.part, r, ra.dec, &ra.fr, ra.main, ra.dlq); err != nil {
+				c.err = err
+				return
+			}
+			off = r.Offset + 1
+		}
+	}
+}
+
+func (ra *readAhead) submit(part int32, from int64) *chunk {
+	c := &chunk{part: part, from: from, done: make(chan struct{})}
+	ra.jobs <- c
+	return c
+}
+
+// ahead starts on the chunk of part from offset from, if there is room.
+func (ra *readAhead) ahead(part int32, from int64) {
+	ra.sweep()
+	if _, ok := ra.queued[part]; ok || len(ra.queued)+len(ra.stale) >= readAheadChunks {
+		return
+	}
+	ra.queued[part] = ra.submit(part, from)
+}
+
+// get returns the chunk of part from offset from: the one built ahead, or
+// one built now.
+func (ra *readAhead) get(ctx context.Context, part int32, from int64) (*chunk, error) {
+	c := ra.queued[part]
+	delete(ra.queued, part)
+	if c != nil && c.from != from {
+		ra.stale = append(ra.stale, c)
+		c = nil
+	}
+	if c == nil {
+		c = ra.submit(part, from)
+	}
+	select {
+	case <-c.done:
+		return c, nil
+	case <-ctx.Done():
+		ra.stale = append(ra.stale, c)
+		return nil, ctx.Err()
+	}
+}
+
+// sweep releases the stale chunks that are done.
+func (ra *readAhead) sweep() {
+	keep := ra.stale[:0]
+	for _, c := range ra.stale {
+		select {
+		case <-c.done:
+			ra.release(c)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(ra.stale[len(keep):])
+	ra.stale = keep
+}
+
+func (ra *readAhead) release(c *chunk) {
+	c.main.release()
+	c.dlq.release()
+}
+
+// close stops the goroutine and drops what it built.
+func (ra *readAhead) close() {
+	ra.cancel()
+	close(ra.jobs)
+	<-ra.fin
+	for _, c := range ra.queued {
+		ra.release(c)
+	}
+	for _, c := range ra.stale {
+		ra.release(c)
+	}
+	ra.main.release()
+	ra.dlq.release()
+}
+
+// addRecord adds a record's row to main, or to dlq (the dead-letter
+// table's rows) with the reason it does not fit. fr is the caller's
+// scratch.
+func addRecord(part int32, r *records.Record, dec *rowDecoder, fr *fastRow, main, dlq *rowBuilder) error {
+	if dec == nil {
+		if main.direct(1) {
+			if err := main.addSystem(part, r); err != nil {
+				return err
+			}
+			return main.addRaw(r.Value)
+		}
+		return main.add(append(sysRow(part, r, len(main.fields)), rawOrNil(r.Value)))
+	}
+	var full []any
+	var err error
+	sys := func() []any { return sysRow(part, r, len(main.fields)) }
+	if cells := fr.reset(len(dec.cols)); main.direct(len(cells)) {
+		if dec.decodeFast(r.Value, cells, &fr.buf) {
+			if err := main.addSystem(part, r); err != nil {
+				return err
+			}
+			return main.addCells(cells, dec.kinds)
+		}
+		full, err = dec.decodeStd(r.Value, sys())
+	} else {
+		full, err = dec.decode(r.Value, sys())
+	}
+	if err == nil {
+		return main.add(full)
+	}
+	return dlq.add(append(append(sys(), rawOrNil(r.Value)), err.Error()))
+}
+
+// rawOrNil is a raw value as a row value: nil for a null value.
+func rawOrNil(v []byte) any {
+	if v == nil {
+		return nil
+	}
+	return v
+}
+
+// fastRow is the scratch of decodeFast for one goroutine.
+type fastRow struct {
+	cells []cell
+	buf   []byte
+}
+
+// reset makes the scratch ready for a record of n columns; cells of the
+// record before are gone.
+func (fr *fastRow) reset(n int) []cell {
+	if cap(fr.cells) < n {
+		fr.cells = make([]cell, n)
+	}
+	fr.buf = fr.buf[:0]
+	return fr.cells[:n]
+}
+
+// sysRow is the system columns of a record as row values, in a row of
+// capacity n.
+func sysRow(part int32, r *records.Record, n int) []any {
+	row := make([]any, 0, n)
 	row = append(row, part, r.Offset, time.UnixMilli(r.Timestamp).UTC())
 	if r.Key != nil {
 		row = append(row, r.Key)
 	} else {
 		row = append(row, nil)
 	}
-	var hs []any
-	for _, h := range r.Headers {
-		var v any
-		if h.Value != nil {
-			v = h.Value
-		}
-		hs = append(hs, map[string]any{"key": h.Key, "value": v})
-	}
-	if hs == nil {
-		row = append(row, nil)
-	} else {
-		row = append(row, hs)
-	}
-	sys := row
-	var val any
-	if r.Value != nil {
-		val = r.Value
-	}
-	if dec == nil {
-		return main.rows.add(append(row, val))
-	}
-	full, err := dec.decode(r.Value, row)
-	if err == nil {
-		return main.rows.add(full)
-	}
-	return dlq.rows.add(append(append(sys[:len(systemColumns):len(systemColumns)], val), err.Error()))
+	return append(row, headersValue(r.Headers))
 }
 
 // commitPending writes the pending rows and commits the pointer with the
@@ -336,16 +689,7 @@ func (m *Module) commitPending(ctx context.Context, fio *bucketIO, t *Table, mai
 			continue
 		}
 		n := int64(s.rows.rows)
-		rec := s.rows.record()
-		st, err := m.stage(ctx, fio, s, func(tx *table.Transaction) error {
-			rdr, err := array.NewRecordReader(s.schema, []arrow.RecordBatch{rec})
-			if err != nil {
-				return err
-			}
-			defer rdr.Release()
-			return tx.Append(ctx, rdr, iceberg.Properties{"twoway.table": t.Def.Name})
-		})
-		rec.Release()
+		st, err := m.finishAppend(ctx, fio, s, t.Def.Name)
 		if err != nil {
 			return fmt.Errorf("write %s: %w", s.name, err)
 		}
@@ -455,7 +799,7 @@ func mergeOffsets(old, add map[int32]int64) map[int32]int64 {
 // schema id; old files stay readable, their rows read null there).
 func (m *Module) evolve(ctx context.Context, fio *bucketIO, t *Table, main, dlq *side, manifests map[string][]string) error {
 	start := time.Now()
-	have := len(main.meta.CurrentSchema().Fields()) - len(systemColumns)
+	have := main.meta.CurrentSchema().NumFields() - len(systemColumns)
 	added := t.Def.Schema.Columns[have:]
 	c := commit{Name: t.Def.Name, Incarnation: t.Incarnation, BaseMain: t.Main.Version, BaseDLQ: t.DLQ.Version,
 		Applied: t.SchemaRev, AtMs: time.Now().UnixMilli()}

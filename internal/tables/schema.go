@@ -514,6 +514,13 @@ func jsonKind(v any) string {
 // parseDecimal parses s as a decimal with at most scale fractional digits
 // and precision digits in all, returning the unscaled value.
 func parseDecimal(s string, precision, scale int) (*big.Int, error) {
+	// An exponent far beyond 38 digits either way cannot fit (or would
+	// only cost time to find out: big.Rat computes 10^exponent).
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		if e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+")); err != nil || e > 100 || e < -100 {
+			return nil, fmt.Errorf("%s does not fit decimal(%d,%d)", s, precision, scale)
+		}
+	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
 		return nil, fmt.Errorf("%q is not a decimal number", s)
@@ -534,22 +541,43 @@ func parseDecimal(s string, precision, scale int) (*big.Int, error) {
 type rowDecoder struct {
 	cols  []Column
 	types []*Type
+	kinds []colKind
+	index map[string]int // column name -> index
 }
 
 func newRowDecoder(s *Schema) (*rowDecoder, error) {
-	d := &rowDecoder{cols: s.Columns}
-	for _, c := range s.Columns {
+	d := &rowDecoder{cols: s.Columns, index: make(map[string]int, len(s.Columns))}
+	for i, c := range s.Columns {
 		t, err := ParseType(c.Type)
 		if err != nil {
 			return nil, err
 		}
 		d.types = append(d.types, t)
+		d.kinds = append(d.kinds, kindOf(t))
+		d.index[c.Name] = i
 	}
 	return d, nil
 }
 
-// decode appends the declared columns' values of value to row.
+// decode appends the declared columns' values of value to row: the
+// scanner's (decodeFast) when it takes the value, else decodeStd's.
 func (d *rowDecoder) decode(value []byte, row []any) ([]any, error) {
+	cells := make([]cell, len(d.cols))
+	var scratch []byte
+	if !d.decodeFast(value, cells, &scratch) {
+		return d.decodeStd(value, row)
+	}
+	for i := range cells {
+		row = append(row, cells[i].value(d.kinds[i]))
+	}
+	return row, nil
+}
+
+// decodeStd is decode with encoding/json: the value decoded into a map,
+// then each column converted by decodeValue. It is the reference the
+// scanner is tested against, and the decoder of every value the scanner
+// does not take (so every error is its).
+func (d *rowDecoder) decodeStd(value []byte, row []any) ([]any, error) {
 	if !utf8.Valid(value) {
 		return nil, errors.New("value is not UTF-8 JSON")
 	}
