@@ -435,4 +435,3 @@ func TestProduceInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
