@@ -45,7 +45,7 @@ func readSchema(path string) (*tables.Schema, error) {
 }
 
 func runTableCreate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("table create", "twoway table create NAME --topic TOPIC [--schema FILE] [--partition-by SPEC] [--commit-interval D]", `
+	fs := newFlagSet("table create", "twoway table create NAME --topic TOPIC [--schema FILE] [--partition-by SPEC] [--commit-interval D] [--retention D]", `
 Create table NAME on TOPIC: every record of the topic, from its start,
 becomes a row of an Iceberg table under tables/NAME/ in the bucket, within
 about the commit interval. Columns: _partition, _offset, _timestamp, _key,
@@ -59,6 +59,7 @@ year|month|day|hour(col), bucket(N, col), truncate(W, col), comma-separated.
 	schemaFile := fs.String("schema", "", "JSON `FILE` declaring the columns parsed from JSON values")
 	partitionBy := fs.String("partition-by", "", "Iceberg partition `SPEC`, such as \"day(_timestamp)\"")
 	interval := fs.Duration("commit-interval", 0, "new records are in the table within about this `duration` (default 10s)")
+	retention := fs.String("retention", "", "delete rows older than this `duration` (by _timestamp; units s, m, h, d, w) from the table;\nthe topic's own retention is separate (default: keep them for ever)")
 	conn := addConnectionFlags(fs)
 	pos, err := fs.parseArgs(e, args, "table name")
 	if err != nil {
@@ -70,6 +71,9 @@ year|month|day|hour(col), bucket(N, col), truncate(W, col), comma-separated.
 	body := tables.CreateBody{Name: pos[0], Topic: *topic, PartitionBy: *partitionBy}
 	if *interval != 0 {
 		body.CommitInterval = interval.String()
+	}
+	if *retention != "" && *retention != "forever" {
+		body.Retention = *retention
 	}
 	if *schemaFile != "" {
 		if body.Schema, err = readSchema(*schemaFile); err != nil {
@@ -161,8 +165,8 @@ topic's end.
 		if meta == "" {
 			meta = "(nothing committed yet)"
 		}
-		fmt.Fprintf(w, "Partition by:    %s\nCommit interval: %s\nMetadata:        %s (v%d)\nCommits:         %d, last %s\nLive files:      %d\n",
-			pb, t.CommitInterval, meta, t.Version, t.Commits, committed(t), t.Files)
+		fmt.Fprintf(w, "Partition by:    %s\nCommit interval: %s\nRetention:       %s\nMetadata:        %s (v%d)\nCommits:         %d, last %s\nLive files:      %d\n",
+			pb, t.CommitInterval, t.Retention, meta, t.Version, t.Commits, committed(t), t.Files)
 		if t.Materializer != "" {
 			fmt.Fprintf(w, "Materializer:    %s\n", t.Materializer)
 		}

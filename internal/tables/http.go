@@ -11,6 +11,7 @@ import (
 
 	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/httpapi"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/sqlengine"
 	"github.com/twoway/twoway/internal/stream"
@@ -128,6 +129,7 @@ type Info struct {
 	Columns        []Column `json:"columns"`
 	PartitionBy    string   `json:"partition_by,omitempty"`
 	CommitInterval string   `json:"commit_interval"`
+	Retention      string   `json:"retention"`
 	CreatedMs      int64    `json:"created_ms"`
 	// Location of the current metadata file ("" before the first commit).
 	Metadata string `json:"metadata_location,omitempty"`
@@ -154,8 +156,12 @@ type PartitionLag struct {
 func (m *Module) info(t *Table) Info {
 	in := Info{Name: t.Def.Name, Topic: t.Def.Topic, Columns: columns(t.Def.Schema), PartitionBy: t.Def.PartitionBy,
 		CommitInterval: (time.Duration(t.Def.CommitIntervalMs) * time.Millisecond).String(), CreatedMs: t.Def.CreatedMs,
-		Version: t.Main.Version, DLQ: t.Def.Name + DLQSuffix, Rows: t.Rows, DLQRows: t.DLQRows, Commits: t.Commits,
+		Retention: "forever",
+		Version:   t.Main.Version, DLQ: t.Def.Name + DLQSuffix, Rows: t.Rows, DLQRows: t.DLQRows, Commits: t.Commits,
 		CommittedMs: t.CommittedMs, Files: len(t.Live), Partitions: []PartitionLag{}}
+	if t.Def.RetentionMs > 0 {
+		in.Retention = httpapi.FormatDuration(time.Duration(t.Def.RetentionMs) * time.Millisecond)
+	}
 	if t.Main.Metadata != "" {
 		in.Metadata = newBucketIO(nil, m.b).URL(t.Main.Metadata)
 	}
@@ -177,6 +183,9 @@ type CreateBody struct {
 	Schema         *Schema `json:"schema,omitempty"`
 	PartitionBy    string  `json:"partition_by,omitempty"`
 	CommitInterval string  `json:"commit_interval,omitempty"`
+	// Retention deletes rows older than it, by _timestamp ("720h";
+	// empty: kept for ever).
+	Retention string `json:"retention,omitempty"`
 }
 
 // SQLBody is the body of POST /v1/sql (or the body is the SQL itself, as
@@ -234,6 +243,14 @@ func (m *Module) routes(r module.Routes) {
 				return
 			}
 			req.CommitInterval = d
+		}
+		if b.Retention != "" {
+			d, err := httpapi.ParseDuration(b.Retention)
+			if err != nil {
+				writeErr(w, fmt.Errorf("%w: retention %q: %v", ErrInvalid, b.Retention, err))
+				return
+			}
+			req.Retention = d
 		}
 		m.log.Sync(r.Context())
 		t, err := m.Create(r.Context(), req)

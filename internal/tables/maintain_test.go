@@ -2,12 +2,15 @@ package tables
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/internal/records"
+	"github.com/twoway/twoway/internal/stream"
 )
 
 // TestSchemaEvolution: adding an optional column gives the table a new
@@ -122,6 +125,52 @@ func TestMaintenance(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("not maintained: %d data files in the snapshot, %d stored, %d snapshots, %d unreferenced files", len(files), len(stored), len(meta.Snapshots()), garbage)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestTableRetention: rows older than the table's retention (by
+// _timestamp) are deleted by maintenance; newer ones stay.
+func TestTableRetention(t *testing.T) {
+	b := fileBucket(t)
+	a := startAgent(t, b, Config{Workers: true, MaintenanceEvery: 200 * time.Millisecond})
+	a.createTopic(t, "orders", 1)
+	ctx := context.Background()
+	if _, err := a.tables.Create(ctx, CreateRequest{Name: "orders", Topic: "orders", Schema: ordersSchema, Retention: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.tables.Create(ctx, CreateRequest{Name: "bad", Topic: "orders", Retention: time.Millisecond}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a retention of 1ms: %v", err)
+	}
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	var recs []records.Record
+	for i := range 10 {
+		ts := time.Now().UnixMilli()
+		if i < 6 {
+			ts = old
+		}
+		recs = append(recs, records.Record{Value: []byte(fmt.Sprintf(`{"id": %d}`, i)), Timestamp: ts})
+	}
+	if _, errs, err := a.streams.Produce(ctx, "orders", []stream.Batch{{Partition: 0, Records: recs}}); err != nil || errs[0] != nil {
+		t.Fatalf("produce: %v %v", err, errs)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a.set.Log().Sync(ctx)
+		tb, _ := a.tables.Get("orders")
+		if tb.Main.Metadata != "" {
+			if rows := icebergScan(t, b, tb.Main.Metadata); len(rows) == 4 {
+				for _, r := range rows {
+					if id := fmt.Sprint(r["id"]); id < "6" {
+						t.Fatalf("row %s past the retention is still there", id)
+					}
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rows past the retention were not deleted")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

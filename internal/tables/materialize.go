@@ -83,10 +83,13 @@ type side struct {
 	rows   *rowBuilder
 	live   map[string]bool
 	app    *appendStream // the pending rows' append, once there are some
+	// retention: rows older than this (by _timestamp) are deleted by
+	// maintenance (0: kept for ever).
+	retention time.Duration
 }
 
 func (m *Module) newSide(ctx context.Context, fio *bucketIO, d *Def, dlq bool, p Pointer) (*side, error) {
-	s := &side{name: d.Name, key: p.Metadata, ver: p.Version}
+	s := &side{name: d.Name, key: p.Metadata, ver: p.Version, retention: time.Duration(d.RetentionMs) * time.Millisecond}
 	if dlq {
 		s.name = d.Name + DLQSuffix
 	}
@@ -872,6 +875,26 @@ func (m *Module) maintain(ctx context.Context, fio *bucketIO, t *Table, main, dl
 func (m *Module) maintainSide(ctx context.Context, fio *bucketIO, s *side) (*staging, int, int, error) {
 	loc := fio.URL(s.key)
 	tbl := table.New(table.Identifier{Namespace, s.name}, s.meta, loc, m.fsF(fio), nil)
+	// The table's own retention, in a commit of its own: rows older than
+	// it are deleted (copy-on-write: files wholly older are dropped,
+	// files partly older rewritten; partitioning by day(_timestamp)
+	// makes it whole files).
+	if s.retention > 0 && s.meta.CurrentSnapshot() != nil {
+		filter := iceberg.LessThan(iceberg.Reference("_timestamp"), iceberg.Timestamp(time.Now().Add(-s.retention).UnixMicro()))
+		tasks, err := tbl.Scan(table.WithRowFilter(filter)).PlanFiles(ctx)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if len(tasks) > 0 {
+			st, err := m.stage(ctx, fio, s, func(tx *table.Transaction) error {
+				return tx.Delete(ctx, filter, iceberg.Properties{"twoway.retention": s.retention.String()})
+			})
+			if st != nil {
+				m.logger.Info("table rows past its retention deleted", "table", s.name, "retention", s.retention, "files", len(tasks))
+			}
+			return st, 0, 0, err
+		}
+	}
 	var groups []table.CompactionTaskGroup
 	merged := 0
 	if s.meta.CurrentSnapshot() != nil {

@@ -173,6 +173,8 @@ type CreateRequest struct {
 	Schema         *Schema       `json:"schema,omitempty"`
 	PartitionBy    string        `json:"partition_by,omitempty"`
 	CommitInterval time.Duration `json:"-"`
+	// Retention deletes rows older than it (0: never).
+	Retention time.Duration `json:"-"`
 }
 
 // Create creates a table on a topic.
@@ -189,7 +191,10 @@ func (m *Module) Create(ctx context.Context, r CreateRequest) (*Table, error) {
 		}
 	}
 	d := Def{Name: r.Name, Topic: r.Topic, Schema: r.Schema, PartitionBy: r.PartitionBy,
-		CommitIntervalMs: r.CommitInterval.Milliseconds(), CreatedMs: time.Now().UnixMilli()}
+		CommitIntervalMs: r.CommitInterval.Milliseconds(), RetentionMs: r.Retention.Milliseconds(), CreatedMs: time.Now().UnixMilli()}
+	if r.Retention < 0 || r.Retention > 0 && r.Retention < time.Second {
+		return nil, fmt.Errorf("%w: retention %v: give at least 1s (or 0 to keep rows for ever)", ErrInvalid, r.Retention)
+	}
 	if d.CommitIntervalMs <= 0 {
 		d.CommitIntervalMs = m.cfg.CommitInterval.Milliseconds()
 	}

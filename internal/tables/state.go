@@ -46,7 +46,10 @@ type Def struct {
 	Schema           *Schema `json:"schema,omitempty"`
 	PartitionBy      string  `json:"partition_by,omitempty"`
 	CommitIntervalMs int64   `json:"commit_interval_ms"`
-	CreatedMs        int64   `json:"created_ms"`
+	// RetentionMs: rows older than this (by _timestamp) are deleted from
+	// the table; 0 keeps them for ever. The topic's retention is its own.
+	RetentionMs int64 `json:"retention_ms,omitempty"`
+	CreatedMs   int64 `json:"created_ms"`
 }
 
 // Pointer is the committed Iceberg metadata of one table.
