@@ -32,6 +32,7 @@ var tableProps = iceberg.Properties{
 	"commit.retry.num-retries":                   "0",
 	"write.metadata.delete-after-commit.enabled": "false",
 	"write.parquet.compression-codec":            "zstd",
+	"write.delete.mode":                          "copy-on-write", // retention deletes rewrite files: SQL reads data files only
 	"format-version":                             "2",
 	"created-by":                                 "twoway",
 }
