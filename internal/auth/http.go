@@ -250,10 +250,18 @@ const basicCacheFor = 5 * time.Minute
 func (m *Module) HTTPAuth(r *http.Request) (string, bool) {
 	var p string
 	var ok bool
-	if tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
-		p, ok = m.CheckToken(strings.TrimSpace(tok), time.Now())
-	} else {
-		p, ok = m.basicAuth(r)
+	check := func() {
+		if tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
+			p, ok = m.CheckToken(strings.TrimSpace(tok), time.Now())
+		} else {
+			p, ok = m.basicAuth(r)
+		}
+	}
+	check()
+	// A token or user made through another agent (or straight on the
+	// bucket) a moment ago: catch up once and look again.
+	if !ok && r.Header.Get("Authorization") != "" && m.catchUp() {
+		check()
 	}
 	if !ok {
 		if r.Header.Get("Authorization") != "" {

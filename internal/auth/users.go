@@ -326,11 +326,17 @@ func (m *Module) Users() []UserInfo {
 func (m *Module) credential(name, mech string) (Credential, bool) {
 	var c Credential
 	var ok bool
-	m.log.View(m.st, func() {
-		if u, found := m.st.users[name]; found {
-			c, ok = u.Credentials[mech]
-		}
-	})
+	look := func() {
+		m.log.View(m.st, func() {
+			if u, found := m.st.users[name]; found {
+				c, ok = u.Credentials[mech]
+			}
+		})
+	}
+	look()
+	if !ok && m.catchUp() { // a user made through another agent a moment ago
+		look()
+	}
 	return c, ok
 }
 
