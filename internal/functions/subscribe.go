@@ -1,18 +1,16 @@
 package functions
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/module"
 )
 
 // Subscriptions. Each partition of a subscribed topic is a lease,
@@ -393,34 +391,7 @@ const WorkersPrefix = "functions/workers/"
 func workerKey(agent string) string { return WorkersPrefix + agent }
 
 // countWorkers refreshes this agent's presence and counts the agents
-// whose presence is fresh (within two leases).
+// running subscriptions.
 func (m *Module) countWorkers(ctx context.Context) (int, error) {
-	now := time.Now()
-	body := []byte(strconv.FormatInt(now.UnixMilli(), 10))
-	if _, err := m.b.Put(ctx, workerKey(m.log.AgentID()), bytes.NewReader(body), int64(len(body))); err != nil {
-		return 0, err
-	}
-	keys, err := bucket.Keys(ctx, m.b, WorkersPrefix, "")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, k := range keys {
-		data, _, err := bucket.ReadAll(ctx, m.b, k)
-		if err != nil {
-			continue
-		}
-		ms, err := strconv.ParseInt(string(data), 10, 64)
-		if err != nil {
-			continue
-		}
-		age := now.Sub(time.UnixMilli(ms))
-		switch {
-		case age <= 2*m.cfg.LeaseDuration:
-			n++
-		case age > time.Hour:
-			m.b.Delete(ctx, k) // an agent that died long ago
-		}
-	}
-	return n, nil
+	return module.CountPresent(ctx, m.b, WorkersPrefix, m.log.AgentID(), 2*m.cfg.LeaseDuration)
 }

@@ -15,7 +15,6 @@
 package tables
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,7 +24,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -289,33 +287,7 @@ const WorkersPrefix = "workers/tables/"
 
 // countWorkers refreshes this agent's presence and counts the live ones.
 func (m *Module) countWorkers(ctx context.Context) (int, error) {
-	now := time.Now()
-	body := []byte(strconv.FormatInt(now.UnixMilli(), 10))
-	if _, err := m.b.Put(ctx, WorkersPrefix+m.log.AgentID(), bytes.NewReader(body), int64(len(body))); err != nil {
-		return 0, err
-	}
-	keys, err := bucket.Keys(ctx, m.b, WorkersPrefix, "")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, k := range keys {
-		data, _, err := bucket.ReadAll(ctx, m.b, k)
-		if err != nil {
-			continue
-		}
-		ms, err := strconv.ParseInt(string(data), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch age := now.Sub(time.UnixMilli(ms)); {
-		case age <= 2*m.cfg.LeaseDuration:
-			n++
-		case age > time.Hour:
-			m.b.Delete(ctx, k) // an agent that died long ago
-		}
-	}
-	return n, nil
+	return module.CountPresent(ctx, m.b, WorkersPrefix, m.log.AgentID(), 2*m.cfg.LeaseDuration)
 }
 
 // materializers keeps this agent's share of the table leases and a worker
