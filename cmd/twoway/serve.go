@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/twoway/twoway/internal/agent"
@@ -55,6 +56,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without authentication")
 	authOn := fs.Bool("auth", false, "require authentication on both listeners: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\non Kafka, HTTP Basic on HTTP, with the users of `twoway user create`")
 	sessionLifetime := fs.Duration("sasl-session-lifetime", 0, "with SASL, how long an authentication holds on a Kafka connection (Kafka's connections.max.reauth.ms):\nclients re-authenticate within it or are disconnected (0: forever)")
+	var memory byteSize
+	fs.Var(&memory, "memory", "memory `budget`, e.g. 128MiB: caches and buffers are sized from it and producers are slowed\nrather than the budget exceeded (default: no budget; see docs/EDGE.md)")
 	var supers multiFlag
 	fs.Var(&supers, "super-user", "with --auth, a `principal` (User:NAME) that bypasses the ACLs (repeatable)")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
@@ -63,6 +66,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if len(supers) > 0 && !*authOn {
 		return &usageError{err: errors.New("serve: --super-user needs --auth (without it nobody is authorized, so everybody may do everything)"), usage: func() { fs.usage(e.stderr) }}
+	}
+	if memory != 0 && memory < agent.MinMemory {
+		return &usageError{err: fmt.Errorf("serve: --memory %s is too small: at least %s", formatByteSize(int64(memory)), formatByteSize(agent.MinMemory)), usage: func() { fs.usage(e.stderr) }}
 	}
 	if *sessionLifetime < 0 {
 		return &usageError{err: errors.New("serve: --sasl-session-lifetime must not be negative"), usage: func() { fs.usage(e.stderr) }}
@@ -83,6 +89,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		KafkaAddr:           *kafkaAddr,
 		KafkaAdvertise:      *kafkaAdvertise,
 		Linger:              linger(),
+		Memory:              int64(memory),
 		Logger:              log,
 	})
 	if err != nil {

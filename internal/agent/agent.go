@@ -92,6 +92,10 @@ type Config struct {
 	// Tables tunes the tables module; its Streams and Workers are the
 	// agent's.
 	Tables tables.Config
+	// Memory, if positive, is the agent's memory budget in bytes (serve
+	// --memory): every cache and buffer is sized from it (PlanMemory) and
+	// producers are slowed rather than the budget exceeded.
+	Memory int64
 	Logger *slog.Logger
 	// Registry receives the agent's metrics; nil makes a new one.
 	Registry *prometheus.Registry
@@ -164,6 +168,19 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		opts.HintAddr = cfg.HintAddr
 	}
 	opts = TuneLog(loc.Kind, opts)
+	var plan *MemoryPlan
+	if cfg.Memory > 0 {
+		p, err := PlanMemory(cfg.Memory, ResidentFileBytes())
+		if err != nil {
+			return nil, err
+		}
+		plan = &p
+		p.applyRuntime(os.Getenv)
+		opts.ChunkMax, opts.ChunkUploads, opts.RecentBytes = p.ChunkMax, p.ChunkUploads, p.RecentCommits
+		cfg.Tables.FlushBytes, cfg.Tables.SQLMemoryLimit = p.TableFlush, p.SQLMemory
+		cfg.Logger.Info("memory budget", "budget", p.Budget, "go_limit", p.GoLimit, "blob_cache", p.BlobCache, "kafka_requests", p.KafkaRequests,
+			"kafka_fetch", p.KafkaFetch, "chunk", p.ChunkMax, "chunk_uploads", p.ChunkUploads)
+	}
 	gm, err := groups.NewModule(groups.ModuleConfig{
 		Coordinate:       cfg.KafkaAddr != "",
 		Coordinator:      withGroupDefaults(cfg.Groups, cfg.Logger),
@@ -172,7 +189,11 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Service, a.Groups = stream.New(stream.Options{}), gm.Coordinator()
+	sopts := stream.Options{}
+	if plan != nil {
+		sopts.CacheBytes = plan.BlobCache
+	}
+	a.Service, a.Groups = stream.New(sopts), gm.Coordinator()
 	fcfg := cfg.Functions
 	fcfg.Streams, fcfg.Workers = a.Service, !opts.NoJanitor
 	if fcfg.CacheDir == "" {
@@ -190,6 +211,9 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	a.Users = auth.New()
 	a.Users.SetAuthorization(cfg.Auth, cfg.SuperUsers)
 	hcfg := httpapi.Config{Registry: cfg.Registry, Logger: cfg.Logger, Health: func() commitlog.Health { return set.Log().Health() }}
+	if plan != nil {
+		hcfg.MaxBodyBytes = plan.HTTPBody
+	}
 	if cfg.Auth {
 		hcfg.Authenticate, hcfg.MetricsAuth, hcfg.Authorizer = a.Users.HTTPAuth, cfg.MetricsAuth, a.Users
 	}
@@ -210,7 +234,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.set = set
 	if cfg.KafkaAddr != "" {
-		a.Kafka = kafka.NewServer(kafka.Config{
+		kcfg := kafka.Config{
 			TLS:             a.tls,
 			Auth:            a.Users,
 			RequireAuth:     cfg.Auth,
@@ -220,7 +244,12 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 			Advertise:       cfg.KafkaAdvertise,
 			Groups:          a.Groups,
 			Logger:          cfg.Logger,
-		})
+		}
+		if plan != nil {
+			kcfg.MaxRequestBytes, kcfg.MaxFetchInFlight, kcfg.MaxFetchBytes = plan.KafkaRequests, plan.KafkaFetch, plan.KafkaFetchMax
+			kcfg.MaxDecompressedInFlight = plan.KafkaDecompressed
+		}
+		a.Kafka = kafka.NewServer(kcfg)
 	}
 	registerLogMetrics(cfg.Registry, a.Log())
 	// The streams' HTTP front door, as Kafka is their other one.

@@ -65,6 +65,9 @@ type Options struct {
 	ChunkMax int
 	// ChunkUploads bounds concurrent chunk uploads. Default 4.
 	ChunkUploads int
+	// RecentBytes bounds the newest commits kept in memory for readers of
+	// their inline data (tailing consumers). Default 32 MiB.
+	RecentBytes int
 	// PollMin and PollMax bound the tail-polling backoff. Default 5ms, 500ms.
 	PollMin, PollMax time.Duration
 	// Grace is how long an object must have been unneeded before garbage
@@ -126,6 +129,9 @@ func (o *Options) fill() {
 	}
 	if o.ChunkUploads <= 0 {
 		o.ChunkUploads = 4
+	}
+	if o.RecentBytes <= 0 {
+		o.RecentBytes = 32 << 20
 	}
 	def(&o.PollMin, 5*time.Millisecond)
 	def(&o.PollMax, 500*time.Millisecond)
@@ -335,6 +341,7 @@ func Open(ctx context.Context, b bucket.Bucket, owners []Owner, opts Options) (*
 		hintWake:  make(chan struct{}, 1),
 		sealed:    make(chan *sealedBatch, opts.ChunkUploads),
 		prefixes:  append([]string{ChunkPrefix, SnapshotPrefix}, opts.CollectPrefixes...),
+		recent:    recentCommits{max: opts.RecentBytes},
 	}
 	l.tasks = append(l.coreTasks(), opts.Tasks...)
 	if err := l.listenHints(); err != nil {

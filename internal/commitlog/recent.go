@@ -6,19 +6,17 @@ import "sync"
 // reader of inline data just committed (a tailing consumer, the usual
 // case) slices it from memory instead of reading the commit object again.
 type recentCommits struct {
+	max   int // bytes kept (Options.RecentBytes)
 	mu    sync.Mutex
 	size  int
 	order []string
 	body  map[string][]byte
 }
 
-const (
-	recentMaxCommits = 256
-	recentMaxBytes   = 32 << 20
-)
+const recentMaxCommits = 256
 
 func (r *recentCommits) add(seq uint64, data []byte) {
-	if len(data) > recentMaxBytes/4 {
+	if len(data) > r.max/4 {
 		return
 	}
 	key := LogKey(seq)
@@ -33,7 +31,7 @@ func (r *recentCommits) add(seq uint64, data []byte) {
 	r.body[key] = data
 	r.order = append(r.order, key)
 	r.size += len(data)
-	for len(r.order) > recentMaxCommits || r.size > recentMaxBytes {
+	for len(r.order) > recentMaxCommits || r.size > r.max {
 		old := r.order[0]
 		r.order = r.order[1:]
 		r.size -= len(r.body[old])

@@ -56,7 +56,9 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 		}
 	}
 	synced := false
+	hold := holdFor(ctx) // the server's bound on fetch bytes, if any
 	for {
+		hold.reset()
 		changed := s.svc.Log().Changed()
 		resp.Topics = resp.Topics[:0]
 		total, errored := 0, false
@@ -107,8 +109,16 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 					if rp.PartitionMaxBytes <= 0 {
 						limit = maxBytes - total
 					}
-					res, err := s.svc.Fetch(ctx, refs[i].name, rp.Partition, rp.FetchOffset, max(limit, 1), 0)
+					limit, err := hold.take(ctx, max(limit, 1))
+					if limit == 0 && err == nil {
+						break // the server's fetch bytes are taken: serve what is gathered
+					}
+					var res stream.FetchResult
+					if err == nil {
+						res, err = s.svc.Fetch(ctx, refs[i].name, rp.Partition, rp.FetchOffset, limit, 0)
+					}
 					if err != nil {
+						hold.give(limit)
 						op.ErrorCode = errorCode(err)
 						var oor *stream.OffsetOutOfRangeError
 						if errors.As(err, &oor) {
@@ -125,6 +135,7 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 						op.RecordBatches = append(op.RecordBatches, b...)
 					}
 					total += len(op.RecordBatches)
+					hold.give(limit - len(op.RecordBatches))
 				}
 				errored = errored || op.ErrorCode != 0
 				out.Partitions = append(out.Partitions, op)

@@ -111,6 +111,20 @@ type Config struct {
 	// connection. It also bounds the request bytes a connection has in
 	// flight. Default DefaultMaxFrameBytes (Kafka's socket.request.max.bytes).
 	MaxFrameBytes int
+	// MaxRequestBytes, if positive, bounds the request bytes in flight on
+	// all connections together (a memory budget): beyond it the server
+	// stops reading requests until earlier ones are answered, so producers
+	// feel backpressure instead of the agent growing. One request larger
+	// than the bound is taken when nothing else is in flight. 0: only the
+	// per-connection bound (MaxFrameBytes) holds.
+	MaxRequestBytes int
+	// MaxFetchBytes, if positive, bounds the record bytes of one Fetch
+	// response (below the client's max_bytes) and MaxFetchInFlight the
+	// bytes reserved by the fetches being served on all connections
+	// together: a fetch reserves its bound before it reads and holds what
+	// its response takes until the response is written. 0: no bound but
+	// the client's.
+	MaxFetchBytes, MaxFetchInFlight int
 	// MaxInFlight bounds the requests one connection has in flight; beyond
 	// it the server stops reading from the connection until responses are
 	// written. Default DefaultMaxInFlight.
@@ -131,6 +145,9 @@ type Config struct {
 	// checked; one batch is always let through. Default
 	// DefaultMaxDecompressedPerConnection.
 	MaxDecompressedPerConnection int
+	// MaxDecompressedInFlight, if positive, replaces it with one bound for
+	// all connections together (a memory budget).
+	MaxDecompressedInFlight int
 	// IdleTimeout closes a connection that sends nothing for this long.
 	// Default DefaultIdleTimeout (Kafka's connections.max.idle.ms).
 	IdleTimeout time.Duration
@@ -171,6 +188,12 @@ type Server struct {
 
 	agents *registry
 	topics topicIDs
+
+	// Server-wide budgets (nil without MaxRequestBytes, MaxFetchInFlight).
+	requests, fetches *byteBudget
+	// decompressed is shared by all connections with MaxDecompressedInFlight
+	// (nil: each connection has its own, MaxDecompressedPerConnection).
+	decompressed *byteBudget
 }
 
 // NewServer returns a server for cfg. It does not listen yet.
@@ -226,6 +249,15 @@ func NewServer(cfg Config) *Server {
 		svc:   cfg.Service,
 		log:   cfg.Logger.With("component", "kafka"),
 		conns: map[*conn]struct{}{},
+	}
+	if cfg.MaxRequestBytes > 0 {
+		s.requests = &byteBudget{max: cfg.MaxRequestBytes}
+	}
+	if cfg.MaxFetchInFlight > 0 {
+		s.fetches = &byteBudget{max: cfg.MaxFetchInFlight}
+	}
+	if cfg.MaxDecompressedInFlight > 0 {
+		s.decompressed = &byteBudget{max: cfg.MaxDecompressedInFlight}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -419,6 +451,12 @@ const handshakeTimeout = 10 * time.Second
 type conn struct {
 	s  *Server
 	nc net.Conn
+	// srvMu guards what this connection holds of the server-wide budgets
+	// (Config.MaxRequestBytes, MaxFetchInFlight), returned whole when the
+	// connection ends (srvDone), whatever its requests were doing.
+	srvMu               sync.Mutex
+	srvReqs, srvFetched int
+	srvDone             bool
 	// principal is who the client is ("User:CN=..." from a TLS client
 	// certificate, "User:NAME" once SASL authenticated it; "" on a
 	// plaintext listener).
@@ -441,7 +479,7 @@ type conn struct {
 	budget        byteBudget // request bytes in flight
 	// decompressed bounds the decompressed bytes of the produce requests in
 	// flight (see decompression).
-	decompressed byteBudget
+	decompressed *byteBudget
 	// produceOrder maps a partition to the turn of the last produce request
 	// on this connection that touched it: closed once that request has
 	// submitted its batch (reader goroutine only).
@@ -461,7 +499,8 @@ type slot struct {
 	done      chan struct{}
 	resp      []byte // framed response; nil writes nothing (acks=0)
 	closeConn bool   // close the connection once earlier responses are out
-	size      int
+	size      int    // the request's bytes (Config.MaxFrameBytes, MaxRequestBytes)
+	fetched   int    // fetch bytes held until written (Config.MaxFetchInFlight)
 }
 
 type partitionKey struct {
@@ -481,8 +520,11 @@ func (s *Server) startConn(nc net.Conn) {
 		cancel:       cancel,
 		queue:        make(chan *slot, s.cfg.MaxInFlight-1),
 		budget:       byteBudget{max: s.cfg.MaxFrameBytes},
-		decompressed: byteBudget{max: s.cfg.MaxDecompressedPerConnection},
+		decompressed: s.decompressed,
 		produceOrder: map[partitionKey]chan struct{}{},
+	}
+	if c.decompressed == nil {
+		c.decompressed = &byteBudget{max: s.cfg.MaxDecompressedPerConnection}
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -556,7 +598,7 @@ func (c *conn) readLoop() {
 			} else {
 				c.log.Warn("kafka request malformed; closing the connection", "err", err, "bytes", len(frame))
 			}
-			c.budget.release(len(frame))
+			c.releaseFrame(len(frame))
 			return
 		}
 		isSASL := h.key == 17 || h.key == 36
@@ -565,12 +607,12 @@ func (c *conn) readLoop() {
 			// re-authenticate, and nothing else, once its session is over.
 			c.log.Info("kafka SASL session expired without re-authentication; closing the connection as Kafka does",
 				"principal", c.principal, "api", kmsg.NameForKey(h.key), "client_id", h.clientID, "session_lifetime", c.s.cfg.SessionLifetime)
-			c.budget.release(len(frame))
+			c.releaseFrame(len(frame))
 			return
 		}
 		if c.s.cfg.RequireAuth && !c.authenticated.Load() && !isSASL && h.key != apiVersionsKey {
 			c.log.Warn("kafka request before SASL authentication; closing the connection", "api", kmsg.NameForKey(h.key), "client_id", h.clientID)
-			c.budget.release(len(frame))
+			c.releaseFrame(len(frame))
 			return
 		}
 		sl := &slot{done: make(chan struct{}), size: len(frame)}
@@ -609,7 +651,7 @@ func (c *conn) readFrame(br *bufio.Reader) ([]byte, error) {
 	if n < 0 || n > c.s.cfg.MaxFrameBytes {
 		return nil, fmt.Errorf("%w: frame of %d bytes; the limit is %d (MaxFrameBytes)", errMalformed, n, c.s.cfg.MaxFrameBytes)
 	}
-	if err := c.budget.acquire(c.ctx, n); err != nil {
+	if err := c.reserveFrame(n); err != nil {
 		return nil, err
 	}
 	// Grow with the data that actually arrives rather than trusting the
@@ -623,7 +665,7 @@ func (c *conn) readFrame(br *bufio.Reader) ([]byte, error) {
 		m, err := br.Read(frame[len(frame):min(cap(frame), n)])
 		frame = frame[:len(frame)+m]
 		if err != nil && len(frame) < n {
-			c.budget.release(n)
+			c.releaseFrame(n)
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -637,6 +679,7 @@ func (c *conn) writeLoop() {
 	defer c.s.wg.Done()
 	defer func() {
 		c.close()
+		c.releaseServerBudgets()
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
@@ -660,7 +703,8 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
-		c.budget.release(sl.size)
+		c.releaseFrame(sl.size)
+		c.releaseFetched(sl.fetched)
 		if sl.closeConn {
 			return
 		}
@@ -737,7 +781,7 @@ func (c *conn) orderProduce(req kmsg.Request) *produceTurns {
 	if !ok {
 		return nil
 	}
-	t := &produceTurns{prev: map[partitionKey]chan struct{}{}, mine: map[partitionKey]chan struct{}{}, decompressed: &c.decompressed}
+	t := &produceTurns{prev: map[partitionKey]chan struct{}{}, mine: map[partitionKey]chan struct{}{}, decompressed: c.decompressed}
 	for _, tp := range pr.Topics {
 		name := tp.Topic
 		if pr.Version >= 13 {
@@ -781,10 +825,146 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request, sl *slot,
 		}
 	}()
 	defer turns.passAll() // whatever happens, later requests must not wait forever
+	if h.key == 1 && c.s.fetches != nil {
+		held := &fetchHold{b: c.s.fetches, max: c.s.cfg.MaxFetchBytes}
+		ctx = context.WithValue(ctx, fetchHoldKey{}, held)
+		// Runs before close(sl.done): the write loop releases it once
+		// the response is written (or the connection's end does).
+		defer func() { sl.fetched = c.keepFetched(held.n) }()
+	}
 	resp, closeConn := c.s.dispatch(ctx, c, h, req, turns)
 	sl.closeConn = closeConn
 	if resp != nil {
 		sl.resp = appendResponse(nil, h, resp)
+	}
+}
+
+// reserveFrame waits until the connection's in-flight request bytes, and
+// the server's (Config.MaxRequestBytes), leave room for n more.
+func (c *conn) reserveFrame(n int) error {
+	if err := c.budget.acquire(c.ctx, n); err != nil {
+		return err
+	}
+	if c.s.requests != nil {
+		if err := c.s.requests.acquire(c.ctx, n); err != nil {
+			c.budget.release(n)
+			return err
+		}
+		c.srvMu.Lock()
+		defer c.srvMu.Unlock()
+		if c.srvDone {
+			c.s.requests.release(n)
+			c.budget.release(n)
+			return net.ErrClosed
+		}
+		c.srvReqs += n
+	}
+	return nil
+}
+
+func (c *conn) releaseFrame(n int) {
+	c.budget.release(n)
+	if c.s.requests == nil {
+		return
+	}
+	c.srvMu.Lock()
+	defer c.srvMu.Unlock()
+	if !c.srvDone {
+		c.srvReqs -= n
+		c.s.requests.release(n)
+	}
+}
+
+// keepFetched records n fetch bytes held by a response until it is
+// written, and returns what the write loop is to release.
+func (c *conn) keepFetched(n int) int {
+	c.srvMu.Lock()
+	defer c.srvMu.Unlock()
+	if c.srvDone {
+		c.s.fetches.release(n)
+		return 0
+	}
+	c.srvFetched += n
+	return n
+}
+
+func (c *conn) releaseFetched(n int) {
+	if n == 0 {
+		return
+	}
+	c.srvMu.Lock()
+	defer c.srvMu.Unlock()
+	if !c.srvDone {
+		c.srvFetched -= n
+		c.s.fetches.release(n)
+	}
+}
+
+// releaseServerBudgets returns all this connection holds of the server's
+// budgets: it has ended, and its requests' responses will not be written.
+func (c *conn) releaseServerBudgets() {
+	c.srvMu.Lock()
+	defer c.srvMu.Unlock()
+	c.srvDone = true
+	c.s.requests.release(c.srvReqs)
+	c.s.fetches.release(c.srvFetched)
+	c.srvReqs, c.srvFetched = 0, 0
+}
+
+// fetchHold is the share of Config.MaxFetchInFlight one Fetch holds: what
+// its response takes, from before it reads the records until the response
+// is written.
+type fetchHold struct {
+	b   *byteBudget
+	max int // Config.MaxFetchBytes: the most one response holds
+	n   int
+}
+
+type fetchHoldKey struct{}
+
+// holdFor returns the fetch's hold, nil when fetches are not bounded.
+func holdFor(ctx context.Context) *fetchHold {
+	h, _ := ctx.Value(fetchHoldKey{}).(*fetchHold)
+	return h
+}
+
+// take reserves up to want bytes for records about to be read and returns
+// how many it got (at least 1 unless it got nothing: then the fetch stops
+// gathering). A fetch holding nothing waits for room; one holding some
+// takes only what is free at once, so fetches never wait on each other
+// while holding bytes.
+func (h *fetchHold) take(ctx context.Context, want int) (int, error) {
+	if h == nil {
+		return want, nil
+	}
+	want = min(want, h.max-h.n)
+	if want <= 0 {
+		return 0, nil
+	}
+	if h.n == 0 {
+		if err := h.b.acquire(ctx, want); err != nil {
+			return 0, err
+		}
+	} else if !h.b.tryAcquire(want) {
+		return 0, nil
+	}
+	h.n += want
+	return want, nil
+}
+
+// give returns n bytes taken but not used.
+func (h *fetchHold) give(n int) {
+	if h == nil || n <= 0 {
+		return
+	}
+	h.n -= n
+	h.b.release(n)
+}
+
+// reset returns everything held: the fetch gathers again after a wait.
+func (h *fetchHold) reset() {
+	if h != nil {
+		h.give(h.n)
 	}
 }
 
@@ -820,8 +1000,23 @@ func (b *byteBudget) acquire(ctx context.Context, n int) error {
 	}
 }
 
-// release returns n bytes and wakes every waiter: several may fit now.
+// tryAcquire reserves n bytes if they fit now.
+func (b *byteBudget) tryAcquire(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used == 0 || b.used+n <= b.max {
+		b.used += n
+		return true
+	}
+	return false
+}
+
+// release returns n bytes and wakes every waiter: several may fit now. A
+// nil budget bounds nothing.
 func (b *byteBudget) release(n int) {
+	if b == nil || n == 0 {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.used -= n
