@@ -1,0 +1,481 @@
+package groups_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/groups"
+	"github.com/twoway/twoway/internal/kafka"
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// These tests run franz-go consumers that choose the KIP-848 protocol
+// (kgo.ServerSideBalancer) against agents serving it.
+
+const (
+	topic848    = "orders"
+	parts848    = 12
+	session848  = 4 * time.Second
+	interval848 = 150 * time.Millisecond
+)
+
+// start848 is startNode with the consumer protocol's timings, switched on.
+func start848(t *testing.T, b bucket.Bucket, lease time.Duration) *node {
+	t.Helper()
+	gm, err := groups.NewModule(groups.ModuleConfig{Coordinate: true, Coordinator: groups.Config{
+		LeaseDuration:             lease,
+		MinSessionTimeout:         500 * time.Millisecond,
+		InitialRebalanceDelay:     200 * time.Millisecond,
+		ConsumerSessionTimeout:    session848,
+		ConsumerHeartbeatInterval: interval848,
+		Logger:                    quiet,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coord := gm.Coordinator()
+	svc, err := stream.Open(context.Background(), b, stream.Options{
+		Log: commitlog.Options{
+			Linger: time.Millisecond, PollMin: time.Millisecond, PollMax: 20 * time.Millisecond,
+			Logger: quiet, NoJanitor: true,
+		},
+	}, gm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Log().EnableFeatures(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := kafka.NewServer(kafka.Config{
+		Service: svc, Addr: "127.0.0.1:0", Groups: coord, Logger: quiet,
+		AgentRefresh: 100 * time.Millisecond, AgentTTL: 2 * time.Second,
+	})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	host, port := srv.Advertised()
+	n := &node{svc: svc, coord: coord, srv: srv, addr: net.JoinHostPort(host, strconv.Itoa(int(port)))}
+	if err := coord.Start(svc.Log(), n.addr, svc); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background())
+	t.Cleanup(n.stop)
+	return n
+}
+
+// ownership is the checker: it records which member holds which partition
+// (from OnPartitionsAssigned to the end of OnPartitionsRevoked or Lost, or
+// the member's death) and every record processed, and reports a partition
+// held by two members at once or a record processed by a member not holding
+// its partition.
+type ownership struct {
+	mu         sync.Mutex
+	holder     map[string]map[int32]string // topic → partition → member
+	violations []string
+	handoffs   int
+}
+
+func newOwnership() *ownership { return &ownership{holder: map[string]map[int32]string{}} }
+
+func (o *ownership) violate(format string, args ...any) {
+	o.violations = append(o.violations, fmt.Sprintf(format, args...))
+}
+
+func (o *ownership) assigned(member string, m map[string][]int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for t, ps := range m {
+		if o.holder[t] == nil {
+			o.holder[t] = map[int32]string{}
+		}
+		for _, p := range ps {
+			if h, ok := o.holder[t][p]; ok && h != member {
+				o.violate("%s/%d assigned to %s while %s holds it", t, p, member, h)
+			}
+			o.holder[t][p] = member
+			o.handoffs++
+		}
+	}
+}
+
+func (o *ownership) released(member string, m map[string][]int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			if o.holder[t][p] == member {
+				delete(o.holder[t], p)
+			}
+		}
+	}
+}
+
+func (o *ownership) died(member string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ps := range o.holder {
+		for p, h := range ps {
+			if h == member {
+				delete(ps, p)
+			}
+		}
+	}
+}
+
+func (o *ownership) processing(member string, recs []*kgo.Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, r := range recs {
+		if h := o.holder[r.Topic][r.Partition]; h != member {
+			o.violate("%s processed %s/%d@%d while %q holds the partition", member, r.Topic, r.Partition, r.Offset, h)
+		}
+	}
+}
+
+func (o *ownership) check(t *testing.T) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, v := range o.violations {
+		if i == 10 {
+			t.Errorf("... %d violations in all", len(o.violations))
+			break
+		}
+		t.Error(v)
+	}
+}
+
+// member848 is a KIP-848 group member that processes what it polls and
+// commits it before the next poll; a rebalance waits for that
+// (BlockRebalanceOnPoll), and a revocation commits what was processed.
+type member848 struct {
+	name  string
+	cl    *kgo.Client
+	stop  chan struct{}
+	done  chan struct{}
+	dead  atomic.Bool
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startMember848(t *testing.T, name, group string, seeds []string, l *ledger, own *ownership, opts ...kgo.Opt) *member848 {
+	t.Helper()
+	m := &member848{name: name, stop: make(chan struct{}), done: make(chan struct{})}
+	var d net.Dialer
+	base := []kgo.Opt{
+		kgo.SeedBrokers(seeds...),
+		kgo.ConsumerGroup(group),
+		kgo.ServerSideBalancer(),
+		kgo.ConsumeTopics(topic848),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.RebalanceTimeout(20 * time.Second),
+		kgo.HeartbeatInterval(interval848),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.MetadataMinAge(100 * time.Millisecond),
+		kgo.MetadataMaxAge(500 * time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		kgo.ClientID(name),
+		// Severable connections: a killed member vanishes from the
+		// network without leaving, as a SIGKILLed process would.
+		kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+			if m.dead.Load() {
+				return nil, errors.New("member killed")
+			}
+			c, err := d.DialContext(ctx, network, host)
+			if err == nil {
+				m.mu.Lock()
+				m.conns = append(m.conns, c)
+				m.mu.Unlock()
+			}
+			return c, err
+		}),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) { own.assigned(name, a) }),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
+			if !m.dead.Load() {
+				if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+					t.Logf("%s: commit on revoke: %v", name, err)
+				}
+			}
+			own.released(name, r)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { own.released(name, r) }),
+	}
+	if os.Getenv("TWOWAY_TEST_KGO_LOG") != "" {
+		base = append(base, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string { return name + " " })))
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cl = cl
+	go func() {
+		defer close(m.done)
+		for {
+			select {
+			case <-m.stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			fetches := cl.PollRecords(ctx, 100)
+			cancel()
+			if recs := fetches.Records(); len(recs) > 0 && !m.dead.Load() {
+				own.processing(name, recs)
+				ds := l.deliver(name, recs)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := cl.CommitUncommittedOffsets(ctx)
+				cancel()
+				if err != nil {
+					err = fmt.Errorf("%s: commit of %d processed records: %w", name, len(recs), err)
+				}
+				l.commitResult(ds, err)
+			}
+			cl.AllowRebalance()
+		}
+	}()
+	t.Cleanup(func() { m.leave() })
+	return m
+}
+
+// leave stops polling and leaves the group (Close sends the leave).
+func (m *member848) leave() {
+	select {
+	case <-m.stop:
+		return
+	default:
+		close(m.stop)
+	}
+	<-m.done
+	if !m.dead.Load() {
+		m.cl.Close()
+	}
+}
+
+// kill makes the member vanish: it processes nothing more, its connections
+// drop and no new ones open, and it never says goodbye.
+func (m *member848) kill(own *ownership) {
+	m.dead.Store(true)
+	close(m.stop)
+	<-m.done
+	own.died(m.name)
+	m.mu.Lock()
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.mu.Unlock()
+	go m.cl.Close() // its leave cannot get out
+}
+
+// producer848 produces to every partition until stopped, and returns the
+// values of every acknowledged record.
+func producer848(t *testing.T, cl *kgo.Client, topic string, parts int) (stop func() []string) {
+	t.Helper()
+	quit := make(chan struct{})
+	out := make(chan []string)
+	go func() {
+		var acked []string
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				out <- acked
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			var recs []*kgo.Record
+			for p := range parts {
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(p), Value: fmt.Appendf(nil, "%s-p%d-%d", topic, p, i)})
+			}
+			res := cl.ProduceSync(ctx, recs...)
+			cancel()
+			for _, r := range res {
+				if r.Err != nil {
+					t.Errorf("produce: %v", r.Err)
+					continue
+				}
+				acked = append(acked, string(r.Record.Value))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	var once sync.Once
+	var acked []string
+	stop = func() []string {
+		once.Do(func() { close(quit); acked = <-out })
+		return acked
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func createTopic(t *testing.T, svc *stream.Service, name string, parts int32) {
+	t.Helper()
+	if err := svc.CreateTopic(context.Background(), stream.TopicConfig{Name: name, Partitions: parts, RetentionMs: -1, RetentionBytes: -1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// committedAtEnd waits until the group's committed offsets are the end of
+// every partition of the topic.
+func committedAtEnd(t *testing.T, adm *kadm.Client, svc *stream.Service, group, topic string) {
+	t.Helper()
+	if err := svc.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ti, err := svc.Topic(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	waitFor(t, "the commits of the last records", 15*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		got, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		for _, p := range ti.PartitionsInfo {
+			o, ok := got.Lookup(topic, p.Partition)
+			if !ok || o.At != p.End {
+				last = fmt.Sprintf("partition %d committed %d, end %d", p.Partition, o.At, p.End)
+				return false
+			}
+		}
+		return true
+	})
+	_ = last
+}
+
+// redeliveredBy counts the records delivered more than once whose first
+// delivery was by one of the members in from.
+func redeliveredBy(l *ledger, from ...string) (n int, others []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for v, ds := range l.by {
+		if len(ds) < 2 {
+			continue
+		}
+		if slices.Contains(from, ds[0].consumer) {
+			n++
+		} else if len(others) < 5 {
+			others = append(others, fmt.Sprintf("%s: %v", v, consumers(ds)))
+		}
+	}
+	return n, others
+}
+
+// kip848Membership: members join and leave a group over a topic of many
+// partitions under continuous production, and one is killed without
+// leaving (its session times out). Every produced record is processed; a
+// partition never has two holders; only the killed member's records
+// processed after its last commit are processed again.
+func kip848Membership(t *testing.T, balancer kgo.GroupBalancer, assignor string) {
+	n := start848(t, fileBucket(t), 10*time.Second)
+	createTopic(t, n.svc, topic848, parts848)
+	seeds := []string{n.addr}
+	prod := newProducer(t, seeds)
+	adm := kadm.NewClient(prod)
+	l, own := newLedger(), newOwnership()
+	group := "g848-" + assignor
+	opt := kgo.Balancers(balancer)
+
+	stopProducing := producer848(t, prod, topic848, parts848)
+	c1 := startMember848(t, "c1", group, seeds, l, own, opt)
+	waitFor(t, "c1 to consume", 20*time.Second, func() bool { return l.count() > 0 })
+	c2 := startMember848(t, "c2", group, seeds, l, own, opt)
+	c3 := startMember848(t, "c3", group, seeds, l, own, opt)
+	describe := func() kadm.DescribedConsumerGroup {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := adm.DescribeConsumerGroups(ctx, group)
+		if err != nil {
+			t.Fatalf("describe: %v", err)
+		}
+		return d[group]
+	}
+	stableWith := func(k int) func() bool {
+		return func() bool {
+			d := describe()
+			if d.Err != nil || d.State != "Stable" || len(d.Members) != k {
+				return false
+			}
+			total := 0
+			for _, m := range d.Members {
+				total += len(m.Assignment[topic848])
+			}
+			return total == parts848
+		}
+	}
+	waitFor(t, "three members sharing the partitions", 30*time.Second, stableWith(3))
+	d := describe()
+	if d.AssignorName != assignor {
+		t.Errorf("assignor %q, want %q", d.AssignorName, assignor)
+	}
+	for _, m := range d.Members {
+		if got := len(m.Assignment[topic848]); got != parts848/3 {
+			t.Errorf("member %s (%s) holds %d partitions, want %d: %+v", m.MemberID, m.ClientID, got, parts848/3, d.Members)
+		}
+		if m.MemberEpoch != d.AssignmentEpoch || m.MemberType != 1 {
+			t.Errorf("member %s: epoch %d (assignment epoch %d), type %d", m.ClientID, m.MemberEpoch, d.AssignmentEpoch, m.MemberType)
+		}
+	}
+
+	c2.leave()
+	c4 := startMember848(t, "c4", group, seeds, l, own, opt)
+	waitFor(t, "c4 to take c2's place", 30*time.Second, stableWith(3))
+	killed := time.Now()
+	c3.kill(own)
+	waitFor(t, "c3's session to time out and its partitions to move", 30*time.Second, stableWith(2))
+	if since := time.Since(killed); since < session848-time.Second {
+		t.Errorf("c3's partitions moved %v after it vanished, before its session timeout %v", since, session848)
+	}
+	time.Sleep(500 * time.Millisecond)
+	want := stopProducing()
+	waitFor(t, "every record", 30*time.Second, func() bool { return l.count() >= len(want) })
+	committedAtEnd(t, adm, n.svc, group, topic848)
+
+	own.check(t)
+	redelivered := l.noLossNoRecommit(t, want)
+	byKilled, others := redeliveredBy(l, "c3")
+	if len(others) > 0 {
+		t.Errorf("records processed twice outside the killed member's uncommitted window: %v", others)
+	}
+	l.mu.Lock()
+	for _, err := range l.failedCommits {
+		t.Errorf("commit failed: %v", err)
+	}
+	l.mu.Unlock()
+	own.mu.Lock()
+	handoffs := own.handoffs
+	own.mu.Unlock()
+	t.Logf("%d records, %d partition assignments, %d processed again (%d first by the killed member)", len(want), handoffs, redelivered, byKilled)
+	for _, m := range []*member848{c1, c4} {
+		m.leave()
+	}
+	waitFor(t, "the group to empty", 10*time.Second, func() bool { d := describe(); return d.State == "Empty" })
+}
+
+func TestKIP848MembershipUniform(t *testing.T) {
+	kip848Membership(t, kgo.StickyBalancer(), groups.AssignorUniform)
+}
+
+func TestKIP848MembershipRange(t *testing.T) {
+	kip848Membership(t, kgo.RangeBalancer(), groups.AssignorRange)
+}
