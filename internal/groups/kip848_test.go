@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/bucket/bucketurl"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/groups"
 	"github.com/twoway/twoway/internal/kafka"
@@ -479,3 +481,113 @@ func TestKIP848MembershipUniform(t *testing.T) {
 func TestKIP848MembershipRange(t *testing.T) {
 	kip848Membership(t, kgo.RangeBalancer(), groups.AssignorRange)
 }
+
+// s3Bucket is the MinIO of `make test`, under a prefix of the test's own.
+func s3Bucket(t *testing.T) bucket.Bucket {
+	t.Helper()
+	raw := os.Getenv("TWOWAY_TEST_S3_URL")
+	if raw == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TWOWAY_TEST_S3_URL is not set under CI: the S3 tests must run (make test starts MinIO)")
+		}
+		t.Skip("TWOWAY_TEST_S3_URL not set; `make test` runs this against MinIO")
+	}
+	q := ""
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw, q = raw[:i], raw[i:]
+	}
+	b, err := bucketurl.Open(context.Background(), strings.TrimSuffix(raw, "/")+fmt.Sprintf("/groups848-%d", time.Now().UnixNano())+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// kip848Failover: two agents on one bucket, members connected to one, the
+// other or both; the agent coordinating the group stops (or crashes) under
+// continuous production. The other agent takes the group over from its
+// state in the log: the same members keep their ids and partitions, every
+// record is processed, a partition never has two holders, and a record is
+// processed again only if the commit after its first processing failed.
+func kip848Failover(t *testing.T, b bucket.Bucket, crash bool) {
+	const lease = time.Second
+	n1 := start848(t, b, lease)
+	n2 := start848(t, b, lease)
+	createTopic(t, n1.svc, topic848, parts848)
+	both := []string{n1.addr, n2.addr}
+	prod := newProducer(t, both)
+	adm := kadm.NewClient(prod)
+	l, own := newLedger(), newOwnership()
+	const group = "g848-failover"
+	stopProducing := producer848(t, prod, topic848, parts848)
+	ms := []*member848{
+		startMember848(t, "c1", group, []string{n1.addr}, l, own),
+		startMember848(t, "c2", group, []string{n2.addr}, l, own),
+		startMember848(t, "c3", group, both, l, own),
+	}
+	describe := func() kadm.DescribedConsumerGroup {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := adm.DescribeConsumerGroups(ctx, group)
+		if err != nil {
+			return kadm.DescribedConsumerGroup{Err: err}
+		}
+		return d[group]
+	}
+	var before kadm.DescribedConsumerGroup
+	waitFor(t, "three members sharing the partitions", 30*time.Second, func() bool {
+		before = describe()
+		return before.Err == nil && before.State == "Stable" && len(before.Members) == 3
+	})
+	time.Sleep(300 * time.Millisecond)
+	coord, survivor := n1, n2
+	if lease := n1.svc.Log().Lease(groups.LeaseName(group)); lease.Addr == n2.addr {
+		coord, survivor = n2, n1
+	}
+	if crash {
+		coord.kill()
+	} else {
+		coord.stop()
+	}
+	changed := time.Now()
+	var after kadm.DescribedConsumerGroup
+	waitFor(t, "the group to be coordinated by the other agent", 30*time.Second, func() bool {
+		after = describe()
+		return after.Err == nil && after.Coordinator.Host+":"+strconv.Itoa(int(after.Coordinator.Port)) == survivor.addr && after.State == "Stable"
+	})
+	t.Logf("coordinator %s %s; the group is stable at %s after %v",
+		coord.addr, map[bool]string{true: "crashed", false: "stopped"}[crash], survivor.addr, time.Since(changed).Round(time.Millisecond))
+	ids := func(d kadm.DescribedConsumerGroup) []string {
+		var out []string
+		for _, m := range d.Members {
+			out = append(out, m.MemberID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if !slices.Equal(ids(before), ids(after)) || after.Epoch < before.Epoch {
+		t.Errorf("the group did not continue: members %v (epoch %d) before, %v (epoch %d) after", ids(before), before.Epoch, ids(after), after.Epoch)
+	}
+	time.Sleep(500 * time.Millisecond)
+	want := stopProducing()
+	waitFor(t, "every record", 30*time.Second, func() bool { return l.count() >= len(want) })
+	committedAtEnd(t, adm, survivor.svc, group, topic848)
+	own.check(t)
+	redelivered := l.noLossNoRecommit(t, want)
+	l.mu.Lock()
+	for _, err := range l.failedCommits {
+		t.Logf("commit refused during the coordinator change: %v", err)
+	}
+	failed := len(l.failedCommits)
+	l.mu.Unlock()
+	t.Logf("%d records, %d processed again after %d failed commits", len(want), redelivered, failed)
+	for _, m := range ms {
+		m.leave()
+	}
+}
+
+func TestKIP848CoordinatorStops(t *testing.T) { kip848Failover(t, fileBucket(t), false) }
+
+func TestKIP848CoordinatorCrashes(t *testing.T) { kip848Failover(t, fileBucket(t), true) }
+
+func TestKIP848CoordinatorCrashesS3(t *testing.T) { kip848Failover(t, s3Bucket(t), true) }
