@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/twoway/twoway/bucket"
 	"github.com/twoway/twoway/bucket/bucketurl"
@@ -591,3 +593,266 @@ func TestKIP848CoordinatorStops(t *testing.T) { kip848Failover(t, fileBucket(t),
 func TestKIP848CoordinatorCrashes(t *testing.T) { kip848Failover(t, fileBucket(t), true) }
 
 func TestKIP848CoordinatorCrashesS3(t *testing.T) { kip848Failover(t, s3Bucket(t), true) }
+
+// hb848 sends one ConsumerGroupHeartbeat.
+func hb848(t *testing.T, cl *kgo.Client, group, member string, epoch int32, build func(*kmsg.ConsumerGroupHeartbeatRequest)) *kmsg.ConsumerGroupHeartbeatResponse {
+	t.Helper()
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group, req.MemberID, req.MemberEpoch = group, member, epoch
+	if epoch == 0 {
+		req.RebalanceTimeoutMillis = 10000
+		req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	} else {
+		req.RebalanceTimeoutMillis = -1
+	}
+	if build != nil {
+		build(req)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("heartbeat of %s: %v", member, err)
+	}
+	return resp
+}
+
+func hbErr(resp *kmsg.ConsumerGroupHeartbeatResponse) error {
+	err := kerr.ErrorForCode(resp.ErrorCode)
+	if err != nil && resp.ErrorMessage != nil {
+		return fmt.Errorf("%w: %s", err, *resp.ErrorMessage)
+	}
+	return err
+}
+
+// assigned flattens a heartbeat's assignment (nil: none sent).
+func assigned(resp *kmsg.ConsumerGroupHeartbeatResponse) []int32 {
+	if resp.Assignment == nil {
+		return nil
+	}
+	out := []int32{}
+	for _, t := range resp.Assignment.Topics {
+		out = append(out, t.Partitions...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func owns(id [16]byte, ps ...int32) func(*kmsg.ConsumerGroupHeartbeatRequest) {
+	return func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		if len(ps) > 0 {
+			r.Topics = append(r.Topics, kmsg.ConsumerGroupHeartbeatRequestTopic{TopicID: id, Partitions: ps})
+		}
+	}
+}
+
+// The protocol step by step: a partition moves to a new member only after
+// its owner's heartbeat shows it revoked; epochs fence commits and
+// heartbeats; bad requests get Kafka's errors; partitions added to a topic
+// are assigned; a group id used by one protocol is refused to the other.
+func TestKIP848Protocol(t *testing.T) {
+	n := start848(t, fileBucket(t), 10*time.Second)
+	createTopic(t, n.svc, "a", 3)
+	ti, err := n.svc.Topic("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ti.ID()
+	cl := newProducer(t, []string{n.addr})
+	const g = "steps"
+	names := func(ts ...string) func(*kmsg.ConsumerGroupHeartbeatRequest) {
+		return func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicNames = ts }
+	}
+
+	r1 := hb848(t, cl, g, "m1", 0, names("a"))
+	if err := hbErr(r1); err != nil || r1.MemberID == nil || *r1.MemberID != "m1" || r1.MemberEpoch <= 0 || r1.HeartbeatIntervalMillis != int32(interval848.Milliseconds()) {
+		t.Fatalf("first join: %v %+v", err, r1)
+	}
+	if got := assigned(r1); !slices.Equal(got, []int32{0, 1, 2}) {
+		t.Fatalf("m1 alone got %v, want every partition", got)
+	}
+	e1 := r1.MemberEpoch
+
+	r2 := hb848(t, cl, g, "m2", 0, names("a"))
+	if err := hbErr(r2); err != nil || r2.MemberEpoch <= e1 {
+		t.Fatalf("second join: %v %+v", err, r2)
+	}
+	e2 := r2.MemberEpoch
+	if got := assigned(r2); len(got) != 0 {
+		t.Fatalf("m2 got %v while m1 still owns every partition", got)
+	}
+	// m1 learns it must give one up; it keeps its epoch meanwhile.
+	r1 = hb848(t, cl, g, "m1", e1, owns(a, 0, 1, 2))
+	kept := assigned(r1)
+	if err := hbErr(r1); err != nil || r1.MemberEpoch != e1 || len(kept) != 2 {
+		t.Fatalf("m1 asked to revoke: %v epoch %d (want %d), assignment %v", err, r1.MemberEpoch, e1, kept)
+	}
+	r2 = hb848(t, cl, g, "m2", e2, owns(a))
+	if got := assigned(r2); len(got) != 0 {
+		t.Fatalf("m2 got %v before m1 revoked", got)
+	}
+	// Commits and fetches are fenced by the member epoch.
+	commit := func(member string, epoch int32) int16 {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Version = 9
+		req.Group, req.MemberID, req.Generation = g, member, epoch
+		req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "a", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: kept[0], Offset: 0, LeaderEpoch: -1}}}}
+		resp, err := req.RequestWith(context.Background(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	if code := commit("m1", e1-1); code != kerr.StaleMemberEpoch.Code {
+		t.Errorf("commit with an old epoch: %v, want STALE_MEMBER_EPOCH", kerr.ErrorForCode(code))
+	}
+	if code := commit("nobody", e1); code != kerr.UnknownMemberID.Code {
+		t.Errorf("commit of an unknown member: %v, want UNKNOWN_MEMBER_ID", kerr.ErrorForCode(code))
+	}
+	if code := commit("m1", e1); code != 0 {
+		t.Errorf("commit of m1 at its epoch: %v", kerr.ErrorForCode(code))
+	}
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Version = 9
+	fg := kmsg.NewOffsetFetchRequestGroup()
+	fg.Group, fg.MemberID, fg.MemberEpoch = g, kmsg.StringPtr("m2"), e2+5
+	fetch.Groups = []kmsg.OffsetFetchRequestGroup{fg}
+	if resp, err := fetch.RequestWith(context.Background(), cl); err != nil || resp.Groups[0].ErrorCode != kerr.StaleMemberEpoch.Code {
+		t.Errorf("offset fetch with a wrong epoch: %v %+v, want STALE_MEMBER_EPOCH", err, resp)
+	}
+	if r := hb848(t, cl, g, "m1", e1+7, owns(a, kept...)); r.ErrorCode != kerr.FencedMemberEpoch.Code {
+		t.Errorf("heartbeat with a wrong epoch: %v, want FENCED_MEMBER_EPOCH", hbErr(r))
+	}
+
+	// m1 acknowledges: it moves to the new epoch, and only now m2 gets the
+	// partition.
+	r1 = hb848(t, cl, g, "m1", e1, owns(a, kept...))
+	if err := hbErr(r1); err != nil || r1.MemberEpoch != e2 || !slices.Equal(assigned(r1), kept) {
+		t.Fatalf("m1 after revoking: %v epoch %d (want %d), %v", err, r1.MemberEpoch, e2, assigned(r1))
+	}
+	r2 = hb848(t, cl, g, "m2", e2, owns(a))
+	freed := assigned(r2)
+	if len(freed) != 1 || slices.Contains(kept, freed[0]) {
+		t.Fatalf("m2 after m1 revoked: %v (m1 kept %v)", freed, kept)
+	}
+
+	// New partitions are assigned at the members' next heartbeats.
+	if err := n.svc.AlterTopic(context.Background(), "a", 5, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r2 = hb848(t, cl, g, "m2", e2, owns(a, freed...))
+	r1 = hb848(t, cl, g, "m1", e2, owns(a, kept...))
+	if r1.MemberEpoch <= e2 || r2.MemberEpoch <= e2 {
+		t.Errorf("epochs after adding partitions: m1 %d, m2 %d, both want > %d", r1.MemberEpoch, r2.MemberEpoch, e2)
+	}
+	if got := len(assigned(r1)) + len(assigned(r2)); got != 5 {
+		t.Errorf("after growing to 5 partitions the members hold %v and %v", assigned(r1), assigned(r2))
+	}
+
+	// Bad requests.
+	for _, c := range []struct {
+		name   string
+		member string
+		build  func(*kmsg.ConsumerGroupHeartbeatRequest)
+		want   *kerr.Error
+	}{
+		{"unknown assignor", "m3", func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.SubscribedTopicNames, r.ServerAssignor = []string{"a"}, kmsg.StringPtr("sticky")
+		}, kerr.UnsupportedAssignor},
+		{"bad regex", "m3", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("a(") }, kerr.InvalidRegularExpression},
+		{"no member id", "", names("a"), kerr.InvalidRequest},
+		{"no subscription", "m3", nil, kerr.InvalidRequest},
+	} {
+		if r := hb848(t, cl, g, c.member, 0, c.build); r.ErrorCode != c.want.Code || r.ErrorMessage == nil {
+			t.Errorf("%s: %v, want %v with a message", c.name, hbErr(r), c.want)
+		}
+	}
+	if r := hb848(t, cl, g, "m9", 3, names("a")); r.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Errorf("heartbeat of an unknown member: %v, want UNKNOWN_MEMBER_ID", hbErr(r))
+	}
+
+	// The classic protocol is refused on this group...
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Group, join.ProtocolType, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = g, "consumer", 6000, 6000
+	join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0}}}
+	if resp, err := join.RequestWith(context.Background(), cl); err != nil || resp.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+		t.Errorf("JoinGroup on a consumer group: %v %v, want INCONSISTENT_GROUP_PROTOCOL", err, resp)
+	}
+	// ... and a classic group is refused to the consumer protocol.
+	classic, err := kgo.NewClient(kgo.SeedBrokers(n.addr), kgo.ConsumerGroup("classic"), kgo.ConsumeTopics("a"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.HeartbeatInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer classic.Close()
+	adm := kadm.NewClient(cl)
+	waitFor(t, "the classic group to form", 20*time.Second, func() bool {
+		ls, err := adm.ListGroups(context.Background())
+		return err == nil && ls["classic"].State == "Stable"
+	})
+	if r := hb848(t, cl, "classic", "m1", 0, names("a")); r.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Errorf("consumer heartbeat on a classic group: %v, want GROUP_ID_NOT_FOUND", hbErr(r))
+	}
+	ls, err := adm.ListGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls[g].GroupType != "consumer" || ls[g].ProtocolType != "consumer" || ls["classic"].GroupType != "classic" {
+		t.Errorf("ListGroups: %+v", ls)
+	}
+	if only, err := adm.ListGroupsByType(context.Background(), []string{"consumer"}); err != nil || len(only) != 1 || only[g].Group != g {
+		t.Errorf("ListGroups of type consumer: %v %+v", err, only)
+	}
+	dc, err := adm.DescribeConsumerGroups(context.Background(), g, "classic", "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dc[g]; d.Err != nil || len(d.Members) != 2 || d.AssignorName != groups.AssignorUniform {
+		t.Errorf("ConsumerGroupDescribe of %s: %+v", g, d)
+	}
+	for _, name := range []string{"classic", "none"} {
+		if d := dc[name]; !errors.Is(d.Err, kerr.GroupIDNotFound) {
+			t.Errorf("ConsumerGroupDescribe of %s: %v, want GROUP_ID_NOT_FOUND", name, d.Err)
+		}
+	}
+	dg, err := adm.DescribeGroups(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dg[g]; d.Err != nil || d.ProtocolType != "consumer" || len(d.Members) != 2 {
+		t.Errorf("DescribeGroups of a consumer group: %+v", d)
+	}
+
+	// Leaving: the epoch is echoed, the member is gone, its partitions go
+	// to the other.
+	if r := hb848(t, cl, g, "m1", -1, nil); r.ErrorCode != 0 || r.MemberEpoch != -1 {
+		t.Errorf("leave: %v epoch %d", hbErr(r), r.MemberEpoch)
+	}
+	r2 = hb848(t, cl, g, "m2", r2.MemberEpoch, owns(a, assigned(r2)...))
+	if got := assigned(r2); len(got) != 5 {
+		t.Errorf("m2 after m1 left holds %v, want all 5", got)
+	}
+}
+
+// Until every agent knows the consumer group entries, the protocol is not
+// switched on: ConsumerGroupHeartbeat answers UNSUPPORTED_VERSION and a
+// client asking for it falls back to the classic protocol, and consumes.
+func TestKIP848NotSwitchedOn(t *testing.T) {
+	n := startNode(t, fileBucket(t), 10*time.Second) // features not enabled
+	setupTopic(t, n.svc)
+	cl := newProducer(t, []string{n.addr})
+	if r := hb848(t, cl, "g", "m1", 0, func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicNames = []string{topic} }); r.ErrorCode != kerr.UnsupportedVersion.Code {
+		t.Fatalf("heartbeat before the switch: %v, want UNSUPPORTED_VERSION", hbErr(r))
+	}
+	want := produce(t, cl, "x", 5)
+	l, own := newLedger(), newOwnership()
+	m := startMember848(t, "c1", "fallback", []string{n.addr}, l, own, kgo.ConsumeTopics(topic))
+	waitFor(t, "the fallen-back member to consume", 30*time.Second, func() bool { return l.count() >= len(want) })
+	m.leave()
+	l.exactlyOnce(t, want)
+	ls, err := kadm.NewClient(cl).ListGroups(context.Background())
+	if err != nil || ls["fallback"].GroupType != "classic" {
+		t.Errorf("the fallen-back group: %v %+v", err, ls["fallback"])
+	}
+}
