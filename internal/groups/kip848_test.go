@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -855,4 +856,83 @@ func TestKIP848NotSwitchedOn(t *testing.T) {
 	if err != nil || ls["fallback"].GroupType != "classic" {
 		t.Errorf("the fallen-back group: %v %+v", err, ls["fallback"])
 	}
+}
+
+// A regex subscription (SubscribedTopicRegex, resolved by the coordinator)
+// takes exactly the matching topics, and a matching topic created later is
+// assigned without the members doing anything; beside it, a classic group
+// consumes the same topics. Each group processes every record of what it
+// subscribes to once.
+func TestKIP848RegexBesideClassic(t *testing.T) {
+	n := start848(t, fileBucket(t), 10*time.Second)
+	for _, tn := range []string{"metrics.cpu", "metrics.mem", "logs"} {
+		createTopic(t, n.svc, tn, 4)
+	}
+	seeds := []string{n.addr}
+	prod := newProducer(t, seeds)
+	adm := kadm.NewClient(prod)
+	produceTo := func(topic string, k int) []string {
+		var recs []*kgo.Record
+		var vs []string
+		for i := range k {
+			v := fmt.Sprintf("%s-%d", topic, i)
+			vs = append(vs, v)
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(i % 4), Value: []byte(v)})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		return vs
+	}
+	var metrics, all []string
+	for _, tn := range []string{"metrics.cpu", "metrics.mem"} {
+		metrics = append(metrics, produceTo(tn, 40)...)
+	}
+	all = append(slices.Clone(metrics), produceTo("logs", 40)...)
+
+	l, own := newLedger(), newOwnership()
+	regex := []kgo.Opt{kgo.ConsumeRegex(), kgo.ConsumeTopics(`metrics\..*`)}
+	r1 := startMember848(t, "r1", "by-regex", seeds, l, own, regex...)
+	r2 := startMember848(t, "r2", "by-regex", seeds, l, own, regex...)
+	lc := newLedger()
+	c1 := startConsumer(t, "k1", seeds, lc, kgo.ConsumerGroup("classic-side"), kgo.ConsumeTopics("metrics.cpu", "metrics.mem", "logs"))
+
+	waitFor(t, "the regex group to consume the metrics", 30*time.Second, func() bool { return l.count() >= len(metrics) })
+	createTopic(t, n.svc, "metrics.disk", 4)
+	metrics = append(metrics, produceTo("metrics.disk", 40)...)
+	all = append(all, metrics[len(metrics)-40:]...)
+	waitFor(t, "the regex group to consume the new topic", 30*time.Second, func() bool { return l.count() >= len(metrics) })
+	waitFor(t, "the classic group to consume its topics", 30*time.Second, func() bool {
+		return lc.count() >= len(all)-40 // it does not subscribe to metrics.disk
+	})
+	time.Sleep(300 * time.Millisecond)
+	l.exactlyOnce(t, metrics)
+	lc.exactlyOnce(t, all[:len(all)-40])
+	own.check(t)
+
+	d, err := adm.DescribeConsumerGroups(context.Background(), "by-regex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, m := range d["by-regex"].Members {
+		if m.SubscribedTopicRegex == nil || !strings.Contains(*m.SubscribedTopicRegex, `metrics\..*`) {
+			t.Errorf("member %s regex %v", m.ClientID, m.SubscribedTopicRegex)
+		}
+		for tn, ps := range m.Assignment {
+			got[tn] += len(ps)
+		}
+	}
+	if want := map[string]int{"metrics.cpu": 4, "metrics.mem": 4, "metrics.disk": 4}; !maps.Equal(got, want) {
+		t.Errorf("the regex group is assigned %v, want %v", got, want)
+	}
+	ls, err := adm.ListGroups(context.Background())
+	if err != nil || ls["by-regex"].GroupType != "consumer" || ls["classic-side"].GroupType != "classic" {
+		t.Errorf("ListGroups: %v %+v", err, ls)
+	}
+	r1.leave()
+	r2.leave()
+	c1.leave()
 }
