@@ -64,7 +64,9 @@ type cmember struct {
 	assigned, revoking tpSet
 	re                 *regexp.Regexp
 	// allow filters the topics a regex may match: those the member's
-	// principal may describe.
+	// principal may describe, as of its last heartbeat (a member restored
+	// from the log matches every topic until its first one here; reading
+	// a topic is authorized by Fetch anyway).
 	allow func(topic string) bool
 
 	session, rebalance *time.Timer
@@ -349,7 +351,7 @@ func (g *consumerGroup) heartbeat(req *kmsg.ConsumerGroupHeartbeatRequest, clien
 		m.Regex, m.re = *req.SubscribedTopicRegex, re
 		subChanged = true
 	}
-	if allow != nil || m.allow != nil {
+	if allow != nil {
 		m.allow = allow
 	}
 	if req.ServerAssignor != nil && *req.ServerAssignor != m.Assignor {

@@ -35,9 +35,8 @@ func (s *Server) authorizeConsumerHeartbeat(ctx context.Context, r *kmsg.Consume
 		msg := fmt.Sprintf("not authorized to describe the subscribed topics %s", strings.Join(slices.Compact(refused), ", "))
 		return groupAuth{answer: groupError(r, kerr.TopicAuthorizationFailed.Code, msg)}
 	}
-	if r.SubscribedTopicRegex == nil {
-		return groupAuth{req: r}
-	}
+	// Every heartbeat carries the filter: the member's regex is resolved
+	// again whenever the topics change, on anyone's heartbeat.
 	allow := func(topic string) bool { return authz.Allowed(ctx, auth.OpDescribe, auth.ResTopic, topic) }
 	return groupAuth{req: r, ctx: groups.WithTopicFilter(ctx, allow)}
 }
