@@ -15,6 +15,17 @@ import (
 // protocol.
 var FeatureConsumerGroups = fmt.Sprintf("type:%d", TypeConsumerGroup)
 
+// Serves reports whether an API of MaxVersions is served now: the KIP-848
+// ones (68, 69) only once FeatureConsumerGroups is on, so clients are not
+// offered them before (the Kafka server leaves them out of ApiVersions).
+func (c *Coordinator) Serves(key int16) bool {
+	if key != 68 && key != 69 {
+		return true
+	}
+	cl := c.commitLog()
+	return cl != nil && cl.Enabled(FeatureConsumerGroups)
+}
+
 type topicFilterKey struct{}
 
 // WithTopicFilter attaches to a ConsumerGroupHeartbeat's context the topics

@@ -837,24 +837,56 @@ func TestKIP848Protocol(t *testing.T) {
 }
 
 // Until every agent knows the consumer group entries, the protocol is not
-// switched on: ConsumerGroupHeartbeat answers UNSUPPORTED_VERSION and a
-// client asking for it falls back to the classic protocol, and consumes.
+// switched on: ApiVersions does not offer ConsumerGroupHeartbeat and
+// ConsumerGroupDescribe (a client sending them anyway gets
+// UNSUPPORTED_VERSION), and a client asking for the protocol uses the
+// classic one, and consumes. Once switched on, they are offered.
 func TestKIP848NotSwitchedOn(t *testing.T) {
 	n := startNode(t, fileBucket(t), 10*time.Second) // features not enabled
 	setupTopic(t, n.svc)
 	cl := newProducer(t, []string{n.addr})
-	if r := hb848(t, cl, "g", "m1", 0, func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicNames = []string{topic} }); r.ErrorCode != kerr.UnsupportedVersion.Code {
-		t.Fatalf("heartbeat before the switch: %v, want UNSUPPORTED_VERSION", hbErr(r))
+	offered := func() bool {
+		c, err := kgo.NewClient(kgo.SeedBrokers(n.addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		resp, err := kmsg.NewPtrApiVersionsRequest().RequestWith(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := 0
+		for _, a := range resp.ApiKeys {
+			if a.ApiKey == 68 || a.ApiKey == 69 {
+				k++
+			}
+		}
+		return k == 2
+	}
+	if offered() {
+		t.Fatal("the KIP-848 APIs are offered before the feature is on")
+	}
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Version, req.Group, req.MemberID, req.RebalanceTimeoutMillis, req.SubscribedTopicNames = 1, "g", "m1", 1000, []string{topic}
+	resp, err := n.coord.Handle(context.Background(), req)
+	if err != nil || resp.(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode != kerr.UnsupportedVersion.Code {
+		t.Fatalf("heartbeat before the switch: %v %+v, want UNSUPPORTED_VERSION", err, resp)
 	}
 	want := produce(t, cl, "x", 5)
 	l, own := newLedger(), newOwnership()
 	m := startMember848(t, "c1", "fallback", []string{n.addr}, l, own, kgo.ConsumeTopics(topic))
-	waitFor(t, "the fallen-back member to consume", 30*time.Second, func() bool { return l.count() >= len(want) })
+	waitFor(t, "the member to consume with the classic protocol", 30*time.Second, func() bool { return l.count() >= len(want) })
 	m.leave()
 	l.exactlyOnce(t, want)
 	ls, err := kadm.NewClient(cl).ListGroups(context.Background())
 	if err != nil || ls["fallback"].GroupType != "classic" {
-		t.Errorf("the fallen-back group: %v %+v", err, ls["fallback"])
+		t.Errorf("the group: %v %+v", err, ls["fallback"])
+	}
+	if err := n.svc.Log().EnableFeatures(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !offered() {
+		t.Fatal("the KIP-848 APIs are not offered once the feature is on")
 	}
 }
 
