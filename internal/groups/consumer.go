@@ -109,6 +109,9 @@ type consumerGroup struct {
 	owner           map[tp]string
 	version         uint64
 	lastActive      time.Time
+	// The topics and group epoch meta was last computed for.
+	sigTopics []topicMeta
+	sigEpoch  int32
 
 	// persist commits a state; the error code is the request's answer.
 	persist func(ctx context.Context, st consumerState) int16
@@ -372,10 +375,16 @@ func (g *consumerGroup) heartbeat(req *kmsg.ConsumerGroupHeartbeatRequest, clien
 		changed = true
 	}
 	topics := g.catalog()
-	if sig := g.metaSigLocked(topics); sig != g.meta {
-		g.meta = sig
-		g.groupEpoch++
-		changed = true
+	// Matching every member's subscription against every topic is the
+	// costly part of a heartbeat: only when the topics or the
+	// subscriptions changed.
+	if g.groupEpoch != g.sigEpoch || !slices.Equal(topics, g.sigTopics) {
+		if sig := g.metaSigLocked(topics); sig != g.meta {
+			g.meta = sig
+			g.groupEpoch++
+			changed = true
+		}
+		g.sigEpoch, g.sigTopics = g.groupEpoch, topics
 	}
 	if g.groupEpoch > g.assignmentEpoch {
 		g.computeTargetLocked(topics)

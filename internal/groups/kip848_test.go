@@ -968,3 +968,47 @@ func TestKIP848RegexBesideClassic(t *testing.T) {
 	r2.leave()
 	c1.leave()
 }
+
+// A member that does not revoke within its rebalance timeout is fenced: its
+// partitions go to the member waiting for them, and its next heartbeat is
+// UNKNOWN_MEMBER_ID.
+func TestKIP848RebalanceTimeout(t *testing.T) {
+	n := start848(t, fileBucket(t), 10*time.Second)
+	createTopic(t, n.svc, "a", 2)
+	ti, err := n.svc.Topic("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ti.ID()
+	cl := newProducer(t, []string{n.addr})
+	sub := func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicNames, r.RebalanceTimeoutMillis = []string{"a"}, 300 }
+	r1 := hb848(t, cl, "slow", "m1", 0, sub)
+	if len(assigned(r1)) != 2 {
+		t.Fatalf("m1: %v %v", hbErr(r1), assigned(r1))
+	}
+	r2 := hb848(t, cl, "slow", "m2", 0, sub)
+	r1 = hb848(t, cl, "slow", "m1", r1.MemberEpoch, owns(a, 0, 1)) // told to revoke one
+	if len(assigned(r1)) != 1 {
+		t.Fatalf("m1 was not asked to revoke: %v", assigned(r1))
+	}
+	asked := time.Now()
+	// m1 keeps heartbeating without revoking (keepalives), m2 waits.
+	var got []int32
+	waitFor(t, "m2 to get a partition", 10*time.Second, func() bool {
+		hb848(t, cl, "slow", "m1", r1.MemberEpoch, nil)
+		r2 = hb848(t, cl, "slow", "m2", r2.MemberEpoch, owns(a, got...))
+		if r2.ErrorCode != 0 {
+			t.Fatalf("m2: %v", hbErr(r2))
+		}
+		if r2.Assignment != nil {
+			got = assigned(r2)
+		}
+		return len(got) == 2
+	})
+	if since := time.Since(asked); since < 300*time.Millisecond {
+		t.Errorf("m1's partition moved %v after it was asked to revoke, before its rebalance timeout", since)
+	}
+	if r := hb848(t, cl, "slow", "m1", r1.MemberEpoch, owns(a, 0, 1)); r.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Errorf("m1 after its rebalance timeout: %v, want UNKNOWN_MEMBER_ID", hbErr(r))
+	}
+}
