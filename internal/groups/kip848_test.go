@@ -981,7 +981,9 @@ func TestKIP848RebalanceTimeout(t *testing.T) {
 	}
 	a := ti.ID()
 	cl := newProducer(t, []string{n.addr})
-	sub := func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicNames, r.RebalanceTimeoutMillis = []string{"a"}, 300 }
+	sub := func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+		r.SubscribedTopicNames, r.RebalanceTimeoutMillis = []string{"a"}, 300
+	}
 	r1 := hb848(t, cl, "slow", "m1", 0, sub)
 	if len(assigned(r1)) != 2 {
 		t.Fatalf("m1: %v %v", hbErr(r1), assigned(r1))
