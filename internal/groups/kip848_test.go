@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,19 +167,15 @@ func (o *ownership) check(t *testing.T) {
 // commits it before the next poll; a rebalance waits for that
 // (BlockRebalanceOnPoll), and a revocation commits what was processed.
 type member848 struct {
-	name  string
-	cl    *kgo.Client
-	stop  chan struct{}
-	done  chan struct{}
-	dead  atomic.Bool
-	mu    sync.Mutex
-	conns []net.Conn
+	name string
+	cl   *kgo.Client
+	stop chan struct{}
+	done chan struct{}
 }
 
 func startMember848(t *testing.T, name, group string, seeds []string, l *ledger, own *ownership, opts ...kgo.Opt) *member848 {
 	t.Helper()
 	m := &member848{name: name, stop: make(chan struct{}), done: make(chan struct{})}
-	var d net.Dialer
 	base := []kgo.Opt{
 		kgo.SeedBrokers(seeds...),
 		kgo.ConsumerGroup(group),
@@ -196,26 +191,10 @@ func startMember848(t *testing.T, name, group string, seeds []string, l *ledger,
 		kgo.MetadataMaxAge(500 * time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 		kgo.ClientID(name),
-		// Severable connections: a killed member vanishes from the
-		// network without leaving, as a SIGKILLed process would.
-		kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-			if m.dead.Load() {
-				return nil, errors.New("member killed")
-			}
-			c, err := d.DialContext(ctx, network, host)
-			if err == nil {
-				m.mu.Lock()
-				m.conns = append(m.conns, c)
-				m.mu.Unlock()
-			}
-			return c, err
-		}),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) { own.assigned(name, a) }),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
-			if !m.dead.Load() {
-				if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-					t.Logf("%s: commit on revoke: %v", name, err)
-				}
+			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+				t.Logf("%s: commit on revoke: %v", name, err)
 			}
 			own.released(name, r)
 		}),
@@ -240,7 +219,7 @@ func startMember848(t *testing.T, name, group string, seeds []string, l *ledger,
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			fetches := cl.PollRecords(ctx, 100)
 			cancel()
-			if recs := fetches.Records(); len(recs) > 0 && !m.dead.Load() {
+			if recs := fetches.Records(); len(recs) > 0 {
 				own.processing(name, recs)
 				ds := l.deliver(name, recs)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -267,24 +246,7 @@ func (m *member848) leave() {
 		close(m.stop)
 	}
 	<-m.done
-	if !m.dead.Load() {
-		m.cl.Close()
-	}
-}
-
-// kill makes the member vanish: it processes nothing more, its connections
-// drop and no new ones open, and it never says goodbye.
-func (m *member848) kill(own *ownership) {
-	m.dead.Store(true)
-	close(m.stop)
-	<-m.done
-	own.died(m.name)
-	m.mu.Lock()
-	for _, c := range m.conns {
-		c.Close()
-	}
-	m.mu.Unlock()
-	go m.cl.Close() // its leave cannot get out
+	m.cl.Close()
 }
 
 // producer848 produces to every partition until stopped, and returns the
@@ -386,9 +348,23 @@ func redeliveredBy(l *ledger, from ...string) (n int, others []string) {
 	return n, others
 }
 
+func deliveredBy(l *ledger, member string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, ds := range l.by {
+		for _, d := range ds {
+			if d.consumer == member {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // kip848Membership: members join and leave a group over a topic of many
 // partitions under continuous production, and one is killed without
-// leaving (its session times out). Every produced record is processed; a
+// leaving (SIGKILLed: its session times out). Every produced record is processed; a
 // partition never has two holders; only the killed member's records
 // processed after its last commit are processed again.
 func kip848Membership(t *testing.T, balancer kgo.GroupBalancer, assignor string) {
@@ -405,7 +381,7 @@ func kip848Membership(t *testing.T, balancer kgo.GroupBalancer, assignor string)
 	c1 := startMember848(t, "c1", group, seeds, l, own, opt)
 	waitFor(t, "c1 to consume", 20*time.Second, func() bool { return l.count() > 0 })
 	c2 := startMember848(t, "c2", group, seeds, l, own, opt)
-	c3 := startMember848(t, "c3", group, seeds, l, own, opt)
+	c3 := startChildMember(t, "c3", group, seeds, assignor, l, own) // a process of its own, to be SIGKILLed
 	describe := func() kadm.DescribedConsumerGroup {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -446,7 +422,7 @@ func kip848Membership(t *testing.T, balancer kgo.GroupBalancer, assignor string)
 	c4 := startMember848(t, "c4", group, seeds, l, own, opt)
 	waitFor(t, "c4 to take c2's place", 30*time.Second, stableWith(3))
 	killed := time.Now()
-	c3.kill(own)
+	c3.kill()
 	waitFor(t, "c3's session to time out and its partitions to move", 30*time.Second, stableWith(2))
 	if since := time.Since(killed); since < session848-time.Second {
 		t.Errorf("c3's partitions moved %v after it vanished, before its session timeout %v", since, session848)
@@ -470,7 +446,10 @@ func kip848Membership(t *testing.T, balancer kgo.GroupBalancer, assignor string)
 	own.mu.Lock()
 	handoffs := own.handoffs
 	own.mu.Unlock()
-	t.Logf("%d records, %d partition assignments, %d processed again (%d first by the killed member)", len(want), handoffs, redelivered, byKilled)
+	if deliveredBy(l, "c3") == 0 {
+		t.Error("the killed member processed nothing")
+	}
+	t.Logf("%d records, %d partition assignments, %d processed again (%d first by the killed member, which processed %d)", len(want), handoffs, redelivered, byKilled, deliveredBy(l, "c3"))
 	for _, m := range []*member848{c1, c4} {
 		m.leave()
 	}
