@@ -62,7 +62,12 @@ type cmember struct {
 	Target   []TopicPartitions `json:"target,omitempty"`
 
 	assigned, revoking tpSet
-	re                 *regexp.Regexp
+	// since is the member epoch from which the member has held each of
+	// its partitions (KIP-1251's assignment epochs): a commit made at an
+	// older epoch than the member's is still its own for a partition it
+	// held then and holds still.
+	since map[tp]int32
+	re    *regexp.Regexp
 	// allow filters the topics a regex may match: those the member's
 	// principal may describe, as of its last heartbeat (a member restored
 	// from the log matches every topic until its first one here; reading
@@ -133,6 +138,14 @@ func newConsumerGroup(id string, t consumerTiming, catalog func() []topicMeta, s
 	for _, sm := range st.Members {
 		m := *sm
 		m.assigned, m.revoking = fromTopicPartitions(m.Assigned), fromTopicPartitions(m.Revoking)
+		// Not durable: from the member's epoch on, to be safe.
+		m.since = map[tp]int32{}
+		for p := range m.assigned {
+			m.since[p] = m.Epoch
+		}
+		for p := range m.revoking {
+			m.since[p] = m.Epoch
+		}
 		if m.Regex != "" {
 			m.re, _ = compileRegex(m.Regex)
 		}
@@ -309,7 +322,7 @@ func (g *consumerGroup) heartbeat(req *kmsg.ConsumerGroupHeartbeatRequest, clien
 				}
 			}
 		}
-		m = &cmember{ID: req.MemberID, assigned: tpSet{}, revoking: tpSet{}}
+		m = &cmember{ID: req.MemberID, assigned: tpSet{}, revoking: tpSet{}, since: map[tp]int32{}}
 		g.members[m.ID] = m
 		g.target[m.ID] = tpSet{}
 		g.groupEpoch++
@@ -553,6 +566,7 @@ func (g *consumerGroup) reconcileLocked(m *cmember, owned tpSet) bool {
 		}
 		g.owner[p] = m.ID
 		m.assigned[p] = struct{}{}
+		m.since[p] = g.assignmentEpoch
 		changed = true
 	}
 	if m.Epoch != g.assignmentEpoch {
@@ -564,6 +578,7 @@ func (g *consumerGroup) reconcileLocked(m *cmember, owned tpSet) bool {
 
 func (g *consumerGroup) releaseLocked(m *cmember, s tpSet) {
 	for p := range s {
+		delete(m.since, p)
 		if g.owner[p] == m.ID {
 			delete(g.owner, p)
 		}
@@ -641,7 +656,15 @@ func (g *consumerGroup) fence(id string, tok uint64, rebalance bool) {
 // this consumer group. ok is false when the group has no say: it has no
 // members, so the request is the classic group's (or a simple client's)
 // to judge.
-func (g *consumerGroup) validateMember(memberID string, epoch int32) (code int16, ok bool) {
+//
+// An OffsetCommit (parts non-nil) is accepted if the member has held every
+// partition it commits since the commit's epoch (KIP-1251's rule): a
+// member's epoch moves on when it gains partitions, and a commit sent just
+// before must not fail (franz-go would give it up for the partitions it is
+// about to revoke); and a partition the member does not hold is not its to
+// commit, whatever the epoch, so a commit never undoes another member's
+// progress. An OffsetFetch must carry the current epoch.
+func (g *consumerGroup) validateMember(memberID string, epoch int32, parts []tp) (code int16, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.lastActive = time.Now()
@@ -655,11 +678,26 @@ func (g *consumerGroup) validateMember(memberID string, epoch int32) (code int16
 	switch {
 	case m == nil:
 		return kerr.UnknownMemberID.Code, true
-	case epoch != m.Epoch:
+	case !m.heldSince(epoch, parts):
 		return kerr.StaleMemberEpoch.Code, true
 	}
 	g.resetSessionLocked(m)
 	return 0, true
+}
+
+func (m *cmember) heldSince(epoch int32, parts []tp) bool {
+	if parts == nil {
+		return epoch == m.Epoch
+	}
+	if epoch < 0 || epoch > m.Epoch {
+		return false
+	}
+	for _, p := range parts {
+		if at, held := m.since[p]; !held || at > epoch {
+			return false
+		}
+	}
+	return true
 }
 
 // active reports whether the group has members.

@@ -153,6 +153,29 @@ func modelRun(t *testing.T, seed uint64) {
 			hb(c, true)
 		case k < 16:
 			parts["ab"[r.IntN(2):][:1]] += int32(1 + r.IntN(3))
+		case k < 25 && len(clients) > 0: // a commit, maybe at an old epoch, maybe of a partition not held
+			c := clients[r.IntN(len(clients))]
+			var ps []tp
+			for p := range c.holds {
+				if r.IntN(2) == 0 {
+					ps = append(ps, p)
+				}
+			}
+			if r.IntN(4) == 0 {
+				ps = append(ps, tp{"a", int32(r.IntN(int(parts["a"])))})
+			}
+			epoch := c.epoch - int32(r.IntN(2))
+			if code, _ := g.validateMember(c.id, epoch, ps); code == 0 {
+				// Accepted: no other client holds those partitions (the
+				// commit cannot undo another's progress).
+				for _, p := range ps {
+					for _, o := range clients {
+						if o != c && o.holds.has(p) {
+							t.Fatalf("seed %d step %d: %s's commit at epoch %d of %v accepted while %s holds it", seed, step, c.id, epoch, p, o.id)
+						}
+					}
+				}
+			}
 		case k < 40 && len(clients) > 0: // a revocation completes
 			c := clients[r.IntN(len(clients))]
 			for p := range c.dropping {

@@ -276,7 +276,13 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	}
 	// A consumer group (KIP-848) checks the member and its epoch; any
 	// other commit is the classic group's to check.
-	if code, ok := h.cg.validateMember(member, generation); ok {
+	var parts []tp
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			parts = append(parts, tp{t.Topic, p.Partition})
+		}
+	}
+	if code, ok := h.cg.validateMember(member, generation, parts); ok {
 		if code != 0 {
 			return all(code)
 		}
@@ -446,7 +452,7 @@ func (c *Coordinator) validateFetchMember(rg kmsg.OffsetFetchRequestGroup) int16
 	if err != nil {
 		return 0 // fetchOffsets answers NOT_COORDINATOR
 	}
-	code, _ := h.cg.validateMember(*rg.MemberID, rg.MemberEpoch)
+	code, _ := h.cg.validateMember(*rg.MemberID, rg.MemberEpoch, nil)
 	return code
 }
 

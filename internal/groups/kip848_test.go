@@ -673,17 +673,18 @@ func TestKIP848Protocol(t *testing.T) {
 		t.Fatalf("m2 got %v before m1 revoked", got)
 	}
 	// Commits and fetches are fenced by the member epoch.
-	commit := func(member string, epoch int32) int16 {
+	commitP := func(member string, epoch, partition int32) int16 {
 		req := kmsg.NewPtrOffsetCommitRequest()
 		req.Version = 9
 		req.Group, req.MemberID, req.Generation = g, member, epoch
-		req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "a", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: kept[0], Offset: 0, LeaderEpoch: -1}}}}
+		req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "a", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: partition, Offset: 0, LeaderEpoch: -1}}}}
 		resp, err := req.RequestWith(context.Background(), cl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return resp.Topics[0].Partitions[0].ErrorCode
 	}
+	commit := func(member string, epoch int32) int16 { return commitP(member, epoch, kept[0]) }
 	if code := commit("m1", e1-1); code != kerr.StaleMemberEpoch.Code {
 		t.Errorf("commit with an old epoch: %v, want STALE_MEMBER_EPOCH", kerr.ErrorForCode(code))
 	}
@@ -715,6 +716,14 @@ func TestKIP848Protocol(t *testing.T) {
 	freed := assigned(r2)
 	if len(freed) != 1 || slices.Contains(kept, freed[0]) {
 		t.Fatalf("m2 after m1 revoked: %v (m1 kept %v)", freed, kept)
+	}
+	// A commit sent at m1's previous epoch is still m1's for a partition it
+	// held then and holds still (KIP-1251), not for one it gave up.
+	if code := commit("m1", e1); code != 0 {
+		t.Errorf("commit at the previous epoch of a partition held since: %v", kerr.ErrorForCode(code))
+	}
+	if code := commitP("m1", e1, freed[0]); code != kerr.StaleMemberEpoch.Code {
+		t.Errorf("commit at the previous epoch of a partition given up: %v, want STALE_MEMBER_EPOCH", kerr.ErrorForCode(code))
 	}
 
 	// New partitions are assigned at the members' next heartbeats.
