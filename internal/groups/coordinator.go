@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/stream"
 )
 
 // Config configures a Coordinator. Zero values take the defaults noted.
@@ -38,7 +39,18 @@ type Config struct {
 	// for this long, so idle groups cost no renewals. Default 5m; negative
 	// means never.
 	IdleRelease time.Duration
-	Logger      *slog.Logger
+	// ConsumerSessionTimeout is how long a member of a KIP-848 consumer
+	// group may go without heartbeating before it is fenced and its
+	// partitions reassigned (group.consumer.session.timeout.ms; in that
+	// protocol the broker sets it, not the client). Default 45s.
+	ConsumerSessionTimeout time.Duration
+	// ConsumerHeartbeatInterval is the heartbeat interval given to
+	// KIP-848 members (group.consumer.heartbeat.interval.ms). Default 5s.
+	ConsumerHeartbeatInterval time.Duration
+	// ConsumerMaxSize bounds the members of a KIP-848 consumer group
+	// (group.consumer.max.size). Default: no bound.
+	ConsumerMaxSize int
+	Logger          *slog.Logger
 }
 
 func (c *Config) fill() error {
@@ -65,6 +77,15 @@ func (c *Config) fill() error {
 	}
 	if c.IdleRelease == 0 {
 		c.IdleRelease = 5 * time.Minute
+	}
+	if c.ConsumerSessionTimeout <= 0 {
+		c.ConsumerSessionTimeout = 45 * time.Second
+	}
+	if c.ConsumerHeartbeatInterval <= 0 {
+		c.ConsumerHeartbeatInterval = 5 * time.Second
+	}
+	if c.ConsumerHeartbeatInterval >= c.ConsumerSessionTimeout {
+		return fmt.Errorf("groups: consumer heartbeat interval %v must be below the session timeout %v", c.ConsumerHeartbeatInterval, c.ConsumerSessionTimeout)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -100,6 +121,28 @@ type TopicLookup interface {
 	Partitions(topic string) (int32, error)
 }
 
+// TopicLister lists the topics, which KIP-848 consumer groups are assigned
+// from; *stream.Service implements it.
+type TopicLister interface {
+	Topics() []stream.TopicInfo
+}
+
+// catalog lists the topics for the consumer groups' assignors.
+func (c *Coordinator) catalog() []topicMeta {
+	c.mu.Lock()
+	l := c.lister
+	c.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	ts := l.Topics()
+	out := make([]topicMeta, len(ts))
+	for i, t := range ts {
+		out[i] = topicMeta{name: t.Name, id: t.ID(), partitions: t.Partitions}
+	}
+	return out
+}
+
 // ClientInfo identifies the client connection a request came on; members
 // are named after it and DescribeGroups reports it.
 type ClientInfo struct {
@@ -126,7 +169,30 @@ type held struct {
 	// last successful acquire or renew, plus the lease duration); after
 	// it, other agents may have taken over and we stop answering.
 	validUntil time.Time
-	g          *group
+	g          *group         // classic membership
+	cg         *consumerGroup // KIP-848 membership
+}
+
+func (h *held) shutdown() {
+	h.g.shutdown()
+	h.cg.shutdown()
+}
+
+// idleSince: when the group was last used, false while it has members of
+// either protocol.
+func (h *held) idleSince() (time.Time, bool) {
+	a, ok := h.g.idleSince()
+	if !ok {
+		return a, false
+	}
+	b, ok := h.cg.idleSince()
+	if !ok {
+		return b, false
+	}
+	if b.After(a) {
+		a = b
+	}
+	return a, true
 }
 
 // Coordinator is one agent's group coordinator. See the package comment for
@@ -141,6 +207,7 @@ type Coordinator struct {
 	cl        *commitlog.Log
 	addr      string // advertised, recorded in our leases
 	topics    TopicLookup
+	lister    TopicLister
 	closed    bool
 	held      map[string]*held
 	watches   map[string]*commitlog.LeaseWatch
@@ -191,6 +258,7 @@ func (c *Coordinator) Start(l *commitlog.Log, advertised string, topics TopicLoo
 		return errors.New("groups: coordinator started twice")
 	}
 	c.cl, c.addr, c.topics = l, advertised, topics
+	c.lister, _ = topics.(TopicLister)
 	c.log = c.log.With("agent", l.AgentID())
 	c.wg.Add(1)
 	go c.maintain()
@@ -218,7 +286,7 @@ func (c *Coordinator) Close() error {
 	}
 	var entries []commitlog.Entry
 	for name, h := range hs {
-		h.g.shutdown()
+		h.shutdown()
 		entries = append(entries, commitlog.LeaseRelease(LeaseName(name), cl.AgentID(), h.epoch))
 	}
 	if len(entries) == 0 {
@@ -287,7 +355,7 @@ func (c *Coordinator) drop(group string, h *held) {
 		delete(c.held, group)
 	}
 	c.mu.Unlock()
-	h.g.shutdown()
+	h.shutdown()
 }
 
 // expired reports whether a lease held by another agent has gone unrenewed
@@ -381,7 +449,16 @@ func (c *Coordinator) acquire(ctx context.Context, cl *commitlog.Log, group stri
 	if res[0] != nil {
 		return nil // someone else moved first; the caller looks again
 	}
+	var restored *consumerState
+	cl.View(c.offsets, func() { restored = c.offsets.consumerState(group) })
 	h := &held{epoch: epoch, validUntil: start.Add(c.cfg.LeaseDuration), g: newGroup(group, c.timing)}
+	h.cg = newConsumerGroup(group, consumerTiming{
+		session: c.cfg.ConsumerSessionTimeout, heartbeat: c.cfg.ConsumerHeartbeatInterval, maxSize: c.cfg.ConsumerMaxSize,
+	}, c.catalog, restored)
+	h.cg.persist = func(ctx context.Context, st consumerState) int16 {
+		st.Epoch = h.epoch
+		return c.proposeFenced(ctx, cl, group, h, commitlog.Entry{Type: TypeConsumerGroup, Data: marshalState(st)})
+	}
 	c.mu.Lock()
 	old := c.held[group]
 	closed := c.closed
@@ -390,10 +467,10 @@ func (c *Coordinator) acquire(ctx context.Context, cl *commitlog.Log, group stri
 	}
 	c.mu.Unlock()
 	if old != nil {
-		old.g.shutdown()
+		old.shutdown()
 	}
 	if closed {
-		h.g.shutdown()
+		h.shutdown()
 		return errClosed
 	}
 	c.log.Info("coordinating consumer group", "group", group, "epoch", epoch)
@@ -434,7 +511,7 @@ func (c *Coordinator) renew() {
 	for name, h := range c.held {
 		idle := false
 		if c.cfg.IdleRelease > 0 {
-			if since, ok := h.g.idleSince(); ok && now.Sub(since) >= c.cfg.IdleRelease {
+			if since, ok := h.idleSince(); ok && now.Sub(since) >= c.cfg.IdleRelease {
 				idle = true
 				// Stop answering before the release can be seen.
 				delete(c.held, name)
@@ -449,7 +526,7 @@ func (c *Coordinator) renew() {
 	entries := make([]commitlog.Entry, len(items))
 	for i, it := range items {
 		if it.release {
-			it.h.g.shutdown()
+			it.h.shutdown()
 			entries[i] = commitlog.LeaseRelease(LeaseName(it.name), cl.AgentID(), it.h.epoch)
 		} else {
 			entries[i] = commitlog.LeaseRenew(LeaseName(it.name), cl.AgentID(), it.h.epoch)

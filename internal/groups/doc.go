@@ -19,7 +19,7 @@
 //
 // # Membership is in memory; offsets are in the log
 //
-// As in Kafka, membership lives in the coordinator's memory: Kafka's group
+// As in Kafka, classic membership lives in the coordinator's memory: Kafka's group
 // state machine (Empty, PreparingRebalance, CompletingRebalance, Stable),
 // member ids handed out first (MEMBER_ID_REQUIRED, JoinGroup v4+), the
 // first joiner leading, protocols chosen by vote among those every member
@@ -28,6 +28,17 @@
 // the leader assigns, so eager and cooperative assignors both work. A new
 // coordinator starts with no members: clients get UNKNOWN_MEMBER_ID or
 // NOT_COORDINATOR and rejoin.
+//
+// # KIP-848 consumer groups
+//
+// Members of the "consumer" group type heartbeat (ConsumerGroupHeartbeat)
+// and the coordinator assigns (consumer.go, with the uniform and range
+// assignors of assign.go). Their membership, unlike the classic one, is
+// durable: the coordinator commits the whole group (TypeConsumerGroup)
+// before answering a heartbeat that reveals a change, and a new coordinator
+// resumes it from the log, so members keep their epochs and partitions
+// across a coordinator change. A group id is used by one protocol at a
+// time.
 //
 // Committed offsets are commits: entry types 200-203, applied by Offsets,
 // the package's commitlog.Owner. Every entry carries the epoch of the

@@ -66,7 +66,7 @@ func expire(ctx context.Context, l *commitlog.Log, o *Offsets, retention time.Du
 		var forget []string
 		l.View(o, func() {
 			for name, g := range o.groups {
-				if len(g.Offsets) == 0 {
+				if g.forgettable() {
 					forget = append(forget, name)
 				}
 			}

@@ -927,3 +927,11 @@ func (g *group) summary() (state groupState, protocolType string) {
 	defer g.mu.Unlock()
 	return g.state, g.protocolType
 }
+
+// busy reports whether the group has classic members (or members being
+// admitted), so its id is not free for the consumer protocol.
+func (g *group) busy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state != stateDead && (len(g.members) > 0 || len(g.pending) > 0)
+}

@@ -29,6 +29,8 @@ var MaxVersions = map[int16]int16{
 	16: 5, // ListGroups
 	42: 2, // DeleteGroups
 	47: 0, // OffsetDelete
+	68: 1, // ConsumerGroupHeartbeat (KIP-848; v1: members make their ids, regex subscriptions)
+	69: 1, // ConsumerGroupDescribe
 }
 
 // Handle serves one group request, already decoded at the negotiated
@@ -63,6 +65,10 @@ func (c *Coordinator) Handle(ctx context.Context, req kmsg.Request) (kmsg.Respon
 		return c.deleteGroups(ctx, r), nil
 	case *kmsg.OffsetDeleteRequest:
 		return c.offsetDelete(ctx, r), nil
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return c.consumerHeartbeat(ctx, r), nil
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return c.consumerDescribe(r), nil
 	}
 	return nil, fmt.Errorf("groups: %T is not a group request", req)
 }
@@ -131,9 +137,14 @@ func (c *Coordinator) joinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return resp, nil
 	}
+	var joined <-chan joinResult
+	if !h.cg.whileEmpty(func() { joined = h.g.join(req, clientFrom(ctx)) }) {
+		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
+		return resp, nil
+	}
 	var res joinResult
 	select {
-	case res = <-h.g.join(req, clientFrom(ctx)):
+	case res = <-joined:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -263,7 +274,19 @@ func (c *Coordinator) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	if req.Version == 0 {
 		generation, member = -1, ""
 	}
-	if code := h.g.validateCommit(generation, member, deref(req.InstanceID)); code != 0 {
+	// A consumer group (KIP-848) checks the member and its epoch; any
+	// other commit is the classic group's to check.
+	var parts []tp
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			parts = append(parts, tp{t.Topic, p.Partition})
+		}
+	}
+	if code, ok := h.cg.validateMember(member, generation, parts); ok {
+		if code != 0 {
+			return all(code)
+		}
+	} else if code := h.g.validateCommit(generation, member, deref(req.InstanceID)); code != 0 {
 		return all(code)
 	}
 	en := commitEntry{Group: req.Group, Epoch: h.epoch, Generation: generation, Member: member, CommitMs: time.Now().UnixMilli()}
@@ -371,6 +394,11 @@ func (c *Coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) kmsg.Response {
 			}
 			g := kmsg.NewOffsetFetchResponseGroup()
 			g.Group = rg.Group
+			if code := c.validateFetchMember(rg); code != 0 {
+				g.ErrorCode = code
+				resp.Groups = append(resp.Groups, g)
+				continue
+			}
 			ts, code := c.fetchOffsets(rg.Group, topics, rg.Topics == nil)
 			g.ErrorCode = code
 			for _, t := range ts {
@@ -414,6 +442,20 @@ func (c *Coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) kmsg.Response {
 	return resp
 }
 
+// validateFetchMember checks the member and epoch an OffsetFetch v9+ of a
+// consumer group's member names: UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH.
+func (c *Coordinator) validateFetchMember(rg kmsg.OffsetFetchRequestGroup) int16 {
+	if rg.MemberID == nil || rg.MemberEpoch < 0 {
+		return 0
+	}
+	h, _, err := c.coordinating(rg.Group)
+	if err != nil {
+		return 0 // fetchOffsets answers NOT_COORDINATOR
+	}
+	code, _ := h.cg.validateMember(*rg.MemberID, rg.MemberEpoch, nil)
+	return code
+}
+
 func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	h, cl, err := c.coordinating(req.Group)
@@ -423,11 +465,17 @@ func (c *Coordinator) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 	}
 	var has bool
 	cl.View(c.offsets, func() { has = c.offsets.HasOffsets(req.Group) })
-	if !has && !h.g.exists() {
+	if !has && !h.g.exists() && !h.cg.known() {
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp
 	}
 	subscribed, foreign := h.g.subscriptions()
+	if h.cg.active() {
+		subscribed = map[string]bool{}
+		for _, t := range h.cg.topicsInUse() {
+			subscribed[t] = true
+		}
+	}
 	if foreign {
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
 		return resp
@@ -469,14 +517,20 @@ func (c *Coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
-	if len(req.TypesFilter) > 0 && !slices.ContainsFunc(req.TypesFilter, func(t string) bool { return strings.EqualFold(t, "classic") }) {
-		return resp
+	wantType := func(t string) bool {
+		return len(req.TypesFilter) == 0 || slices.ContainsFunc(req.TypesFilter, func(f string) bool { return strings.EqualFold(f, t) })
 	}
 	wantState := func(s string) bool {
 		return len(req.StatesFilter) == 0 || slices.ContainsFunc(req.StatesFilter, func(f string) bool { return strings.EqualFold(f, s) })
 	}
 	var withOffsets []string
-	cl.View(c.offsets, func() { withOffsets = c.offsets.Groups(false) })
+	consumer := map[string]bool{}
+	cl.View(c.offsets, func() {
+		withOffsets = c.offsets.Groups(false)
+		for _, name := range withOffsets {
+			consumer[name] = c.offsets.consumerState(name) != nil
+		}
+	})
 	c.mu.Lock()
 	ours := make(map[string]*held, len(c.held))
 	for name, h := range c.held {
@@ -484,12 +538,12 @@ func (c *Coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {
 	}
 	c.mu.Unlock()
 
-	add := func(name, state, protocolType string) {
-		if !wantState(state) {
+	add := func(name, state, protocolType, groupType string) {
+		if !wantState(state) || !wantType(groupType) {
 			return
 		}
 		lg := kmsg.NewListGroupsResponseGroup()
-		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, protocolType, state, "classic"
+		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, protocolType, state, groupType
 		resp.Groups = append(resp.Groups, lg)
 	}
 	// Groups this agent coordinates, with their live state.
@@ -503,11 +557,15 @@ func (c *Coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {
 		if err != nil {
 			continue
 		}
+		if h.cg.known() && !h.g.busy() {
+			add(name, h.cg.summary(), "consumer", "consumer")
+			continue
+		}
 		st, pt := h.g.summary()
 		if st == stateDead || (pt == "" && !slices.Contains(withOffsets, name)) {
 			continue
 		}
-		add(name, st.String(), pt)
+		add(name, st.String(), pt, "classic")
 	}
 	// Groups nobody coordinates: only their offsets exist. Groups another
 	// live agent coordinates are listed by that agent.
@@ -519,7 +577,11 @@ func (c *Coordinator) listGroups(req *kmsg.ListGroupsRequest) kmsg.Response {
 		if lease.Holder != "" && lease.Holder != cl.AgentID() && !c.expired(name, lease) {
 			continue
 		}
-		add(name, stateEmpty.String(), "")
+		if consumer[name] {
+			add(name, stateEmpty.String(), "consumer", "consumer")
+		} else {
+			add(name, stateEmpty.String(), "", "classic")
+		}
 	}
 	return resp
 }
@@ -532,6 +594,10 @@ func (c *Coordinator) describeGroups(req *kmsg.DescribeGroupsRequest) kmsg.Respo
 			d := kmsg.NewDescribeGroupsResponseGroup()
 			d.Group, d.ErrorCode = name, kerr.NotCoordinator.Code
 			resp.Groups = append(resp.Groups, d)
+			continue
+		}
+		if h.cg.active() || (h.cg.known() && !h.g.exists()) {
+			resp.Groups = append(resp.Groups, h.cg.describeClassic())
 			continue
 		}
 		d := h.g.describe()
@@ -563,13 +629,18 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 	}
 	var has bool
 	cl.View(c.offsets, func() { has = c.offsets.HasOffsets(name) })
-	if !has && !h.g.exists() {
+	if !has && !h.g.exists() && !h.cg.known() {
 		return kerr.GroupIDNotFound.Code
 	}
+	if code := h.cg.beginDelete(); code != 0 {
+		return code
+	}
 	if code := h.g.beginDelete(); code != 0 {
+		h.cg.endDelete(false)
 		return code
 	}
 	code := c.proposeFenced(ctx, cl, name, h, jsonEntry(TypeDeleteGroup, deleteGroupEntry{Group: name, Epoch: h.epoch}))
 	h.g.endDelete(code == 0)
+	h.cg.endDelete(code == 0)
 	return code
 }

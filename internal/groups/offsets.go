@@ -26,6 +26,12 @@ const (
 	// (gated). Fencing does not need it: entries must carry the current
 	// epoch of the group's lease, and lease epochs are never reused.
 	TypeForgetGroup uint16 = 204
+	// TypeConsumerGroup records the whole membership of a KIP-848
+	// consumer group (gated): epochs, subscriptions, target and current
+	// assignments. Its coordinator commits it at every change, before
+	// answering the heartbeat that reveals the change, so the next
+	// coordinator resumes the group where it was.
+	TypeConsumerGroup uint16 = 205
 )
 
 // MaxMetadataBytes bounds the metadata string of one committed offset, as
@@ -101,6 +107,8 @@ type groupRecord struct {
 	// the deletion of the group's offsets.
 	Epoch   uint64                         `json:"epoch"`
 	Offsets map[string]map[int32]Committed `json:"offsets,omitempty"`
+	// Consumer is the membership of a KIP-848 consumer group.
+	Consumer *consumerState `json:"consumer,omitempty"`
 }
 
 // Offsets is the consumer groups' Owner of the commit log: committed
@@ -131,11 +139,11 @@ func (o *Offsets) Name() string { return "groups" }
 
 // Types lists the entry types Offsets applies.
 func (o *Offsets) Types() []uint16 {
-	return []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch, TypeForgetGroup}
+	return []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch, TypeForgetGroup, TypeConsumerGroup}
 }
 
-// GatedTypes: TypeForgetGroup came after the others.
-func (o *Offsets) GatedTypes() []uint16 { return []uint16{TypeForgetGroup} }
+// GatedTypes: TypeForgetGroup and TypeConsumerGroup came after the others.
+func (o *Offsets) GatedTypes() []uint16 { return []uint16{TypeForgetGroup, TypeConsumerGroup} }
 
 // forgetEntry is the payload of TypeForgetGroup.
 type forgetEntry struct {
@@ -224,14 +232,29 @@ func (o *Offsets) Apply(_ uint64, e commitlog.Entry) any {
 		if !ok {
 			return commitlog.ErrStaleEpoch
 		}
-		g.Offsets = nil
+		g.Offsets, g.Consumer = nil, nil
+		return nil
+	case TypeConsumerGroup:
+		var st consumerState
+		if err := json.Unmarshal(e.Data, &st); err != nil || st.Group == "" {
+			return fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		g, ok := o.admit(st.Group, st.Epoch)
+		if !ok {
+			return commitlog.ErrStaleEpoch
+		}
+		// States one coordinator commits concurrently may be sequenced
+		// out of order; the newest stands.
+		if g.Consumer == nil || g.Consumer.Epoch != st.Epoch || st.Version > g.Consumer.Version {
+			g.Consumer = &st
+		}
 		return nil
 	case TypeForgetGroup:
 		var en forgetEntry
 		if err := json.Unmarshal(e.Data, &en); err != nil || en.Group == "" {
 			return fmt.Errorf("%w: %v", errMalformed, err)
 		}
-		if g := o.groups[en.Group]; g != nil && len(g.Offsets) == 0 {
+		if g := o.groups[en.Group]; g != nil && g.forgettable() {
 			delete(o.groups, en.Group)
 		}
 		return nil
@@ -300,6 +323,22 @@ func (o *Offsets) Committed(group, topic string, partition int32) (Committed, bo
 	}
 	c, ok := g.Offsets[topic][partition]
 	return c, ok
+}
+
+// forgettable: the group holds nothing but its epoch (no offsets, no
+// consumer group members).
+func (g *groupRecord) forgettable() bool {
+	return len(g.Offsets) == 0 && (g.Consumer == nil || len(g.Consumer.Members) == 0)
+}
+
+// consumerState returns the membership of a consumer group as last
+// committed, or nil.
+func (o *Offsets) consumerState(group string) *consumerState {
+	if g := o.groups[group]; g != nil && g.Consumer != nil {
+		st := *g.Consumer
+		return &st
+	}
+	return nil
 }
 
 // HasOffsets reports whether a group has any committed offset.

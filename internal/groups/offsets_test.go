@@ -55,9 +55,16 @@ func randomEntries(r *rand.Rand, n int) []commitlog.Entry {
 			out = append(out, jsonEntry(TypeDeleteGroup, deleteGroupEntry{Group: g, Epoch: e}))
 		case k < 18:
 			out = append(out, jsonEntry(TypeOffsetDelete, offsetDeleteEntry{Group: g, Epoch: e, Topics: []TopicPartitions{{Topic: topics[r.IntN(2)], Partitions: []int32{int32(r.IntN(3))}}}}))
+		case k < 19:
+			st := consumerState{Group: g, Epoch: e, Version: uint64(r.IntN(6)), GroupEpoch: int32(r.IntN(9))}
+			for i := range r.IntN(3) {
+				st.Members = append(st.Members, &cmember{ID: fmt.Sprint("m", i), Epoch: int32(r.IntN(9)),
+					Assigned: []TopicPartitions{{Topic: topics[r.IntN(2)], Partitions: []int32{int32(r.IntN(3))}}}})
+			}
+			out = append(out, commitlog.Entry{Type: TypeConsumerGroup, Data: marshalState(st)})
 		default:
-			types := []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch}
-			out = append(out, commitlog.Entry{Type: types[r.IntN(4)], Data: []byte(`{"group":`)})
+			types := []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch, TypeConsumerGroup}
+			out = append(out, commitlog.Entry{Type: types[r.IntN(5)], Data: []byte(`{"group":`)})
 		}
 	}
 	return out

@@ -25,6 +25,8 @@ import (
 // (req; nil when nothing is left to ask), the handler's response then
 // completed with the refused parts (finish).
 type groupAuth struct {
+	// ctx, if set, replaces the request's context for the handler.
+	ctx    context.Context
 	answer kmsg.Response
 	req    kmsg.Request
 	finish func(kmsg.Response) kmsg.Response
@@ -89,6 +91,13 @@ func (s *Server) authorizeGroup(ctx context.Context, req kmsg.Request) groupAuth
 			return a
 		}
 		return s.authorizeOffsetDelete(ctx, r)
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		if a, refused := whole(auth.OpRead, r.Group); refused {
+			return a
+		}
+		return s.authorizeConsumerHeartbeat(ctx, r)
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return s.authorizeConsumerDescribe(ctx, r)
 	}
 	return groupAuth{req: req}
 }

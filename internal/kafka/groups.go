@@ -13,7 +13,8 @@ import (
 
 // GroupHandler serves the consumer-group APIs: FindCoordinator, JoinGroup,
 // SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
-// DescribeGroups, DeleteGroups and OffsetDelete.
+// DescribeGroups, DeleteGroups, OffsetDelete, ConsumerGroupHeartbeat and
+// ConsumerGroupDescribe.
 //
 // The contract:
 //   - req is one of those requests (*kmsg.JoinGroupRequest, ...), decoded at
@@ -51,6 +52,9 @@ func (s *Server) serveGroup(ctx context.Context, c *conn, h header, req kmsg.Req
 		return a.answer
 	}
 	var resp kmsg.Response
+	if a.ctx != nil {
+		ctx = a.ctx
+	}
 	if a.req != nil {
 		resp = s.handleGroup(ctx, c, h, a.req)
 	} else {
@@ -164,6 +168,18 @@ func groupError(req kmsg.Request, code int16, msg string) kmsg.Response {
 		for _, g := range r.Groups {
 			rg := kmsg.NewOffsetFetchResponseGroup()
 			rg.Group, rg.ErrorCode = g.Group, code
+			resp.Groups = append(resp.Groups, rg)
+		}
+		return resp
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		resp.ErrorCode, resp.ErrorMessage = code, m
+		return resp
+	case *kmsg.ConsumerGroupDescribeRequest:
+		resp := r.ResponseKind().(*kmsg.ConsumerGroupDescribeResponse)
+		for _, g := range r.Groups {
+			rg := kmsg.NewConsumerGroupDescribeResponseGroup()
+			rg.Group, rg.ErrorCode, rg.ErrorMessage = g, code, m
 			resp.Groups = append(resp.Groups, rg)
 		}
 		return resp

@@ -2,9 +2,7 @@ package kafka
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"strconv"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -15,21 +13,9 @@ import (
 	"github.com/twoway/twoway/internal/stream"
 )
 
-// topicID is the stable UUID of a topic incarnation: a hash of its name and
-// creation time (both in the commit that created it), so every agent derives
-// the same id, and a topic deleted and created again gets a new one.
-func topicID(name string, createdMs int64) [16]byte {
-	h := sha256.New()
-	h.Write([]byte("twoway topic\x00"))
-	h.Write([]byte(name))
-	h.Write([]byte{0})
-	h.Write(strconv.AppendInt(nil, createdMs, 10))
-	var id [16]byte
-	copy(id[:], h.Sum(nil))
-	id[6] = id[6]&0x0f | 0x40 // shaped as a v4 UUID, never zero
-	id[8] = id[8]&0x3f | 0x80
-	return id
-}
+// topicID is the stable UUID of a topic incarnation (stream.TopicID), the
+// id the consumer groups' coordinator names topics by too.
+func topicID(name string, createdMs int64) [16]byte { return stream.TopicID(name, createdMs) }
 
 // topicIDs resolves topic ids to names, remembering the ids it has computed.
 type topicIDs struct {

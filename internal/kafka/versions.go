@@ -87,10 +87,21 @@ func (s *Server) advertised() []kmsg.ApiVersionsResponseApiKey {
 		if !r.advertise && !sasl {
 			continue
 		}
+		if !s.groupAPIReady(k) {
+			continue
+		}
 		out = append(out, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: r.min, MaxVersion: r.max})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ApiKey < out[j].ApiKey })
 	return out
+}
+
+// groupAPIReady: a group handler may hold an API back until it works
+// (groups.Coordinator.Serves: the KIP-848 APIs, until the fleet switches
+// them on).
+func (s *Server) groupAPIReady(key int16) bool {
+	gs, ok := s.cfg.Groups.(interface{ Serves(key int16) bool })
+	return !ok || !isGroupAPI(key) || gs.Serves(key)
 }
 
 func (s *Server) apiVersions(h header, req *kmsg.ApiVersionsRequest) *kmsg.ApiVersionsResponse {
