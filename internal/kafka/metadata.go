@@ -127,8 +127,13 @@ func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.
 			if !authz.Allowed(ctx, auth.OpDescribe, auth.ResTopic, ti.Name) {
 				continue
 			}
-			if full, ok := s.topicInfo(ti.Name); ok {
+			if full, ok := s.topicInfo(ti.Name); ok && !isInternalTopic(ti.Name) {
 				add(full)
+			}
+		}
+		for _, name := range internalTopics {
+			if authz.Allowed(ctx, auth.OpDescribe, auth.ResTopic, name) {
+				add(internalTopicInfo(name))
 			}
 		}
 		return resp
@@ -145,6 +150,10 @@ func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.
 				mt.ErrorCode, mt.TopicID = kerr.TopicAuthorizationFailed.Code, [16]byte{}
 				resp.Topics = append(resp.Topics, mt)
 				continue
+			}
+			if isInternalTopic(*rt.Topic) {
+				ti, ok = internalTopicInfo(*rt.Topic), true
+				break
 			}
 			ti, ok = s.lookupTopic(ctx, *rt.Topic)
 		case rt.TopicID != [16]byte{}:
@@ -208,6 +217,7 @@ func topicMetadata(ti stream.TopicInfo, brokers []broker) kmsg.MetadataResponseT
 	name := ti.Name
 	mt.Topic = &name
 	mt.TopicID = topicID(ti.Name, ti.CreatedMs)
+	mt.IsInternal = isInternalTopic(ti.Name)
 	for p := range ti.Partitions {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = p

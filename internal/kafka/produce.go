@@ -78,6 +78,8 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 				// Refused before it is looked up, as Kafka does: the
 				// answer does not tell whether the topic exists.
 				topicErr, code = err, kerr.TopicAuthorizationFailed.Code
+			} else if isInternalTopic(rt.Topic) {
+				topicErr, code = fmt.Errorf("cannot produce to %s: it is an internal topic", rt.Topic), kerr.InvalidTopicException.Code
 			} else if ti, ok = s.lookupTopic(ctx, rt.Topic); !ok {
 				topicErr, code = fmt.Errorf("%w: %s", stream.ErrUnknownTopic, rt.Topic), kerr.UnknownTopicOrPartition.Code
 			}

@@ -40,8 +40,8 @@ func TestSnapshotEncodingsAgreeAndCapturesStayPut(t *testing.T) {
 		if !bytes.Equal(gotJSON, want) {
 			t.Fatalf("seed %d: the capture changed after later applies:\n%s\n%s", seed, gotJSON, want)
 		}
-		bin := c.encodeBinary()
-		if !bytes.Equal(bin, ref.capture().encodeBinary()) {
+		bin := c.encodeBinary(2)
+		if !bytes.Equal(bin, ref.capture().encodeBinary(2)) {
 			t.Fatalf("seed %d: binary encoding not deterministic", seed)
 		}
 		for name, enc := range map[string][]byte{"json": gotJSON, "binary": bin} {
@@ -107,7 +107,7 @@ func FuzzRestoreBinary(f *testing.F) {
 	for seed := range uint64(8) {
 		s := newState()
 		applyAll(s, randomEntries(rand.New(rand.NewPCG(seed, 3)), 200), 0)
-		f.Add(s.capture().encodeBinary())
+		f.Add(s.capture().encodeBinary(2))
 	}
 	f.Add([]byte(snapMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -115,12 +115,12 @@ func FuzzRestoreBinary(f *testing.F) {
 		if err := s.Restore(b); err != nil {
 			return
 		}
-		again := s.capture().encodeBinary()
+		again := s.capture().encodeBinary(2)
 		r := newState()
 		if err := r.Restore(again); err != nil {
 			t.Fatalf("re-encoded snapshot does not restore: %v", err)
 		}
-		if !bytes.Equal(r.capture().encodeBinary(), again) {
+		if !bytes.Equal(r.capture().encodeBinary(2), again) {
 			t.Fatal("re-encoding is not stable")
 		}
 	})
@@ -170,7 +170,7 @@ func TestBinarySnapshotThroughTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(body), snapMagic) {
+	if !strings.HasPrefix(string(body), snapMagic3) {
 		t.Fatalf("snapshot body starts %q, want the binary encoding", body[:5])
 	}
 	svc.Close()
