@@ -108,7 +108,8 @@ func (s *state) Snapshot() func() ([]byte, error) {
 	// Configs and compacted segments exist only once the fleet enabled the
 	// gated types that make them, which every agent understanding them
 	// also reads encoding 3 for.
-	if c.needs3 || (s.enabled != nil && s.enabled(formatSnapshot3)) {
+	// (Encoding 1, JSON, carries them too.)
+	if s.enabled != nil && (s.enabled(formatSnapshot3) || (c.needs3 && s.enabled(formatSnapshot2))) {
 		return func() ([]byte, error) { return c.encodeBinary(3), nil }
 	}
 	if s.enabled != nil && s.enabled(formatSnapshot2) {
@@ -152,7 +153,9 @@ func (c *captured) encodeJSON() ([]byte, error) {
 //	  uvarint id; varint created_ms; uvarint partitions; each:
 //	    varint start, end, bytes
 //	    uvarint producers; each: varint pid, epoch; uvarint n; n × varint first, last, base
-//	    uvarint segments; each: varint base-(previous end), uvarint count,
+//	    uvarint segments; each: varint base-(previous end; for the first
+//	      segment its own base, so 0: restore places the segments so that
+//	      the last ends at end), uvarint count,
 //	      key: uvarint bytes shared with the previous segment's key, string rest;
 //	      uvarint off, uvarint len, u32 crc (little endian),
 //	      varint max_ts-(previous max_ts), varint append_ms-(previous append_ms)
@@ -162,8 +165,9 @@ func (c *captured) encodeJSON() ([]byte, error) {
 //
 // Encoding 3 ("TWST" 0x03) is encoding 2 with, after each topic's
 // created_ms, uvarint n and n × (string name, string value), the topic's
-// configs sorted by name; and after each segment's append_ms a uvarint of
-// flags (1: compacted).
+// configs sorted by name; the first segment's base relative to 0 (segments
+// may have gaps, and need not end at the end offset); and after each
+// segment's append_ms a uvarint of flags (1: compacted).
 func (c *captured) encodeBinary(version int) []byte {
 	var w snapWriter
 	if version >= 3 {
@@ -216,7 +220,9 @@ func (c *captured) encodeBinary(version int) []byte {
 			w.uvarint(uint64(len(p.segs)))
 			var next, ts, am int64
 			var key string
-			if len(p.segs) > 0 {
+			if len(p.segs) > 0 && version < 3 {
+				// Encoding 2 writes the first base as 0; restore puts
+				// its segments back in place from the end offset.
 				next = p.segs[0].Base
 			}
 			for _, seg := range p.segs {
@@ -423,6 +429,14 @@ func (s *state) restoreBinary(b []byte, version int) error {
 					seg.Compacted = r.uvarint()&1 != 0
 				}
 				next, ts, am = seg.Base+seg.Count, seg.MaxTs, seg.AppendMs
+			}
+			if version < 3 && len(p.Segments) > 0 {
+				// Encoding 2 lost the first segment's base; its segments
+				// have no gaps and end at the partition's end offset.
+				shift := p.End - next
+				for k := range p.Segments {
+					p.Segments[k].Base += shift
+				}
 			}
 			t.Partitions[i] = p
 		}
