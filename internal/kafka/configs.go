@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -238,6 +239,7 @@ func (s *Server) alterTopicConfig(ctx context.Context, name string, change func(
 		return kerr.UnknownTopicOrPartition.Code, errMessage(fmt.Errorf("%w: %s", stream.ErrUnknownTopic, name))
 	}
 	cfg := ti.TopicConfig
+	cfg.Configs = maps.Clone(cfg.Configs) // ti's stays as it was, to compare
 	if err := change(&cfg); err != nil {
 		return kerr.InvalidConfig.Code, errMessage(err)
 	}

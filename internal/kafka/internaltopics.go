@@ -30,3 +30,13 @@ func isInternalTopic(name string) bool { return slices.Contains(internalTopics, 
 func internalTopicInfo(name string) stream.TopicInfo {
 	return stream.TopicInfo{TopicConfig: stream.TopicConfig{Name: name, Partitions: internalTopicPartitions, RetentionMs: -1, RetentionBytes: -1}}
 }
+
+// internalTopicByID finds an internal topic by its id.
+func internalTopicByID(id [16]byte) (string, bool) {
+	for _, name := range internalTopics {
+		if topicID(name, 0) == id {
+			return name, true
+		}
+	}
+	return "", false
+}

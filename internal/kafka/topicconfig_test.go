@@ -1,0 +1,329 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/twoway/twoway/internal/stream"
+)
+
+// A valid value other than the default for every topic config.
+var nonDefault = map[string]string{
+	"cleanup.policy":                          "compact,delete",
+	"compression.gzip.level":                  "5",
+	"compression.lz4.level":                   "4",
+	"compression.type":                        "zstd",
+	"compression.zstd.level":                  "7",
+	"delete.retention.ms":                     "1000",
+	"file.delete.delay.ms":                    "1",
+	"flush.messages":                          "10",
+	"flush.ms":                                "100",
+	"follower.replication.throttled.replicas": "0:1,1:1",
+	"index.interval.bytes":                    "100",
+	"leader.replication.throttled.replicas":   "0:1",
+	"local.retention.bytes":                   "1000",
+	"local.retention.ms":                      "1000",
+	"max.compaction.lag.ms":                   "60000",
+	"max.message.bytes":                       "10485760",
+	"message.downconversion.enable":           "false",
+	"message.format.version":                  "2.8",
+	"message.timestamp.after.max.ms":          "1000",
+	"message.timestamp.before.max.ms":         "1000",
+	"message.timestamp.difference.max.ms":     "1000",
+	"message.timestamp.type":                  "LogAppendTime",
+	"min.cleanable.dirty.ratio":               "0.1",
+	"min.compaction.lag.ms":                   "1000",
+	"min.insync.replicas":                     "2",
+	"preallocate":                             "true",
+	"remote.log.copy.disable":                 "true",
+	"remote.log.delete.on.disable":            "true",
+	"remote.storage.enable":                   "true",
+	"retention.bytes":                         "1048576",
+	"retention.ms":                            "86400000",
+	"segment.bytes":                           "1048576",
+	"segment.index.bytes":                     "4096",
+	"segment.jitter.ms":                       "10",
+	"segment.ms":                              "3600000",
+	"unclean.leader.election.enable":          "true",
+}
+
+func configsOf(t *testing.T, adm *kadm.Client, topic string) map[string]kadm.Config {
+	t.Helper()
+	rcs, err := adm.DescribeTopicConfigs(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On(topic, nil)
+	if err != nil || rc.Err != nil {
+		t.Fatalf("describe %s: %v %v %s", topic, err, rc.Err, rc.ErrMessage)
+	}
+	out := map[string]kadm.Config{}
+	for _, c := range rc.Configs {
+		out[c.Key] = c
+	}
+	return out
+}
+
+// Topic creation with each config through franz-go's admin client: every
+// config is kept and described with its source (and its broker default as a
+// synonym); an unknown one or a bad value is refused naming it; SET,
+// DELETE, APPEND and SUBTRACT and the whole-set AlterConfigs work.
+func TestTopicConfigsThroughKadm(t *testing.T) {
+	ctx := context.Background()
+	svc := testService(t, testBucket(t))
+	srv := testServer(t, svc)
+	adm := kadm.NewClient(testClient(t, srv.Addr().String()))
+
+	if len(nonDefault) != len(stream.TopicConfigSpecs) {
+		t.Fatalf("the test knows %d configs, twoway %d", len(nonDefault), len(stream.TopicConfigSpecs))
+	}
+	for _, spec := range stream.TopicConfigSpecs {
+		v := nonDefault[spec.Name]
+		topic := "cfg-" + strings.ReplaceAll(spec.Name, ".", "-")
+		resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{spec.Name: &v}, topic)
+		if err != nil || resp.Err != nil {
+			t.Fatalf("create with %s=%s: %v %v %s", spec.Name, v, err, resp.Err, resp.ErrMessage)
+		}
+		cfgs := configsOf(t, adm, topic)
+		c := cfgs[spec.Name]
+		if c.MaybeValue() != v || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+			t.Errorf("%s: described as %q from %v, want %q from DYNAMIC_TOPIC_CONFIG", spec.Name, c.MaybeValue(), c.Source, v)
+		}
+		if len(c.Synonyms) == 0 || c.Synonyms[0].Key != spec.Name || (spec.Synonym != "" && (len(c.Synonyms) != 2 || c.Synonyms[1].Key != spec.Synonym || c.Synonyms[1].Source != kmsg.ConfigSourceDefaultConfig)) {
+			t.Errorf("%s: synonyms %+v", spec.Name, c.Synonyms)
+		}
+		if len(cfgs) != len(stream.TopicConfigSpecs) {
+			t.Errorf("%s: %d configs described, want all %d", topic, len(cfgs), len(stream.TopicConfigSpecs))
+		}
+		for name, other := range cfgs {
+			if name != spec.Name && other.Source != kmsg.ConfigSourceDefaultConfig {
+				t.Errorf("%s: %s not set, but its source is %v", topic, name, other.Source)
+			}
+		}
+	}
+	// All at once, as provisioning tools do.
+	all := map[string]*string{}
+	for k, v := range nonDefault {
+		all[k] = &v
+	}
+	if resp, err := adm.CreateTopic(ctx, 2, -1, all, "everything"); err != nil || resp.Err != nil {
+		t.Fatalf("create with every config: %v %v %s", err, resp.Err, resp.ErrMessage)
+	}
+	for k, v := range nonDefault {
+		if c := configsOf(t, adm, "everything")[k]; c.MaybeValue() != v {
+			got := c.MaybeValue()
+			t.Errorf("everything: %s = %q, want %q", k, got, v)
+		}
+	}
+
+	for _, bad := range [][2]string{{"segment.bites", "1"}, {"cleanup.policy", "compacted"}, {"max.message.bytes", "big"}} {
+		resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{bad[0]: &bad[1]}, "bad")
+		if !errors.Is(err, kerr.InvalidConfig) || !errors.Is(resp.Err, kerr.InvalidConfig) || !strings.Contains(resp.ErrMessage, bad[0]) {
+			t.Errorf("create with %s=%s: %v %v %q, want INVALID_CONFIG naming it", bad[0], bad[1], err, resp.Err, resp.ErrMessage)
+		}
+	}
+	if _, err := svc.Topic("bad"); err == nil {
+		t.Fatal("a topic with a bad config was created")
+	}
+
+	// IncrementalAlterConfigs.
+	alter := func(cs ...kadm.AlterConfig) {
+		t.Helper()
+		rs, err := adm.AlterTopicConfigs(ctx, cs, "cfg-cleanup-policy")
+		if err != nil || rs[0].Err != nil {
+			t.Fatalf("alter %+v: %v %+v", cs, err, rs)
+		}
+	}
+	val := func(s string) *string { return &s }
+	alter(kadm.AlterConfig{Op: kadm.SubtractConfig, Name: "cleanup.policy", Value: val("delete")})
+	if c := configsOf(t, adm, "cfg-cleanup-policy")["cleanup.policy"]; c.MaybeValue() != "compact" {
+		got := c.MaybeValue()
+		t.Fatalf("after subtracting delete: %q", got)
+	}
+	alter(kadm.AlterConfig{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: val("delete")},
+		kadm.AlterConfig{Op: kadm.SetConfig, Name: "min.insync.replicas", Value: val("3")},
+		kadm.AlterConfig{Op: kadm.SetConfig, Name: "retention.ms", Value: val("5000")})
+	cfgs := configsOf(t, adm, "cfg-cleanup-policy")
+	value := func(name string) string { c := cfgs[name]; return c.MaybeValue() }
+	if value("cleanup.policy") != "compact,delete" || value("min.insync.replicas") != "3" || value("retention.ms") != "5000" {
+		t.Fatalf("after append and set: %q %q %q", value("cleanup.policy"), value("min.insync.replicas"), value("retention.ms"))
+	}
+	alter(kadm.AlterConfig{Op: kadm.DeleteConfig, Name: "cleanup.policy"}, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: "retention.ms"})
+	cfgs = configsOf(t, adm, "cfg-cleanup-policy")
+	if c := cfgs["cleanup.policy"]; c.MaybeValue() != "delete" || c.Source != kmsg.ConfigSourceDefaultConfig || value("retention.ms") != "-1" {
+		t.Fatalf("after delete: %+v %q", c, value("retention.ms"))
+	}
+	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "max.message.bytes", Value: val("1")}}, "cfg-cleanup-policy")
+	if err != nil || !errors.Is(rs[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("append to a config that is not a list: %v %+v", err, rs)
+	}
+	// AlterConfigs replaces the whole set.
+	rs, err = adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "segment.ms", Value: val("1000")}}, "cfg-cleanup-policy")
+	if err != nil || rs[0].Err != nil {
+		t.Fatalf("alter configs: %v %+v", err, rs)
+	}
+	cfgs = configsOf(t, adm, "cfg-cleanup-policy")
+	if value("segment.ms") != "1000" || cfgs["min.insync.replicas"].Source != kmsg.ConfigSourceDefaultConfig {
+		t.Fatalf("after alter configs: %+v %+v", cfgs["segment.ms"], cfgs["min.insync.replicas"])
+	}
+
+	// Broker configs: of an agent, and the cluster defaults.
+	for _, brokers := range [][]int32{{srv.NodeID()}, nil} {
+		rcs, err := adm.DescribeBrokerConfigs(ctx, brokers...)
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			t.Fatalf("describe broker %v: %v %+v", brokers, err, rcs)
+		}
+		got := map[string]string{}
+		for _, c := range rcs[0].Configs {
+			got[c.Key] = c.MaybeValue()
+		}
+		for k, v := range map[string]string{"message.max.bytes": "1048588", "log.cleanup.policy": "delete", "num.partitions": "1",
+			"default.replication.factor": "1", "min.insync.replicas": "1", "log.retention.ms": "-1", "broker.id": fmt.Sprint(srv.NodeID())} {
+			if got[k] != v {
+				t.Errorf("broker %v: %s = %q, want %q", brokers, k, got[k], v)
+			}
+		}
+	}
+	// Documentation, when asked for.
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	req.IncludeDocumentation = true
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType, rr.ResourceName, rr.ConfigNames = kmsg.ConfigResourceTypeTopic, "everything", []string{"segment.bytes", "min.insync.replicas"}
+	req.Resources = append(req.Resources, rr)
+	dresp, err := req.RequestWith(ctx, testClient(t, srv.Addr().String()))
+	if err != nil || len(dresp.Resources) != 1 || len(dresp.Resources[0].Configs) != 2 {
+		t.Fatalf("describe with documentation: %v %+v", err, dresp)
+	}
+	for _, c := range dresp.Resources[0].Configs {
+		if doc := str(c.Documentation); (c.Name == "segment.bytes" && !strings.Contains(doc, "ignored")) || (c.Name == "min.insync.replicas" && !strings.Contains(doc, "bucket")) {
+			t.Errorf("%s documented as %q", c.Name, doc)
+		}
+	}
+}
+
+// A 5 MiB record goes into a topic with max.message.bytes of 10 MiB and
+// reads back whole; a larger batch than the topic allows is refused with
+// MESSAGE_TOO_LARGE, as is a 2 MiB one with Kafka's default.
+func TestLargeRecordsAndMaxMessageBytes(t *testing.T) {
+	ctx := context.Background()
+	svc := testService(t, testBucket(t))
+	addr := testServer(t, svc).Addr().String()
+	adm := kadm.NewClient(testClient(t, addr))
+	ten := "10485760"
+	if resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &ten}, "big"); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+	if resp, err := adm.CreateTopic(ctx, 1, 1, nil, "default"); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+	cl := testClient(t, addr, kgo.ProducerBatchMaxBytes(16<<20), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordRetries(2), kgo.ProducerLinger(0))
+	value := make([]byte, 5<<20)
+	rand.Read(value)
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: "big", Key: []byte("k"), Value: value}).FirstErr(); err != nil {
+		t.Fatalf("5 MiB record: %v", err)
+	}
+	huge := make([]byte, 10<<20+1000)
+	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: "big", Value: huge}).FirstErr(); !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("a record over max.message.bytes: %v, want MESSAGE_TOO_LARGE", err)
+	}
+	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: "default", Value: make([]byte, 2<<20)}).FirstErr(); !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("2 MiB into a topic with the default max.message.bytes: %v, want MESSAGE_TOO_LARGE", err)
+	}
+	got := consumeN(t, addr, "big", 1)
+	if !bytes.Equal(got[0].Value, value) || got[0].Offset != 0 {
+		t.Fatalf("read back %d bytes at offset %d", len(got[0].Value), got[0].Offset)
+	}
+}
+
+// message.timestamp.type=LogAppendTime: consumers see the append time, and
+// the batch says so.
+func TestLogAppendTimeThroughFranzGo(t *testing.T) {
+	ctx := context.Background()
+	svc := testService(t, testBucket(t))
+	addr := testServer(t, svc).Addr().String()
+	adm := kadm.NewClient(testClient(t, addr))
+	lat := "LogAppendTime"
+	if resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"message.timestamp.type": &lat}, "stamped"); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+	before := time.Now().Add(-time.Second)
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	produceAll(t, testClient(t, addr), []*kgo.Record{{Topic: "stamped", Key: []byte("k"), Value: []byte("v"), Timestamp: old}})
+	got := consumeN(t, addr, "stamped", 1)
+	if got[0].Timestamp.Before(before) || got[0].Attrs.TimestampType() != 1 {
+		t.Fatalf("record timestamp %v (type %d), want the append time (after %v, type 1)", got[0].Timestamp, got[0].Attrs.TimestampType(), before)
+	}
+}
+
+// __consumer_offsets is listed, flagged internal, and clients cannot
+// produce to it, create, delete or alter it; regex consumers skip it.
+func TestInternalTopics(t *testing.T) {
+	ctx := context.Background()
+	svc := testService(t, testBucket(t))
+	addr := testServer(t, svc).Addr().String()
+	cl := testClient(t, addr)
+	adm := kadm.NewClient(cl)
+	createTopic(t, cl, "user-topic", 1)
+
+	all, err := adm.ListTopicsWithInternal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, ok := all["__consumer_offsets"]
+	if !ok || !off.IsInternal || len(off.Partitions) != internalTopicPartitions || all["user-topic"].IsInternal {
+		t.Fatalf("metadata: %+v", all)
+	}
+	user, err := adm.ListTopics(ctx)
+	if err != nil || len(user) != 1 || !user.Has("user-topic") {
+		t.Fatalf("topics without internal ones: %v %v", user.Names(), err)
+	}
+	named, err := adm.ListTopicsWithInternal(ctx, "__consumer_offsets")
+	if err != nil || named["__consumer_offsets"].Err != nil || !named["__consumer_offsets"].IsInternal {
+		t.Fatalf("metadata naming it: %+v %v", named, err)
+	}
+
+	pcl := testClient(t, addr, kgo.RecordRetries(1))
+	err = pcl.ProduceSync(ctx, &kgo.Record{Topic: "__consumer_offsets", Value: []byte("x")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidTopicException) {
+		t.Fatalf("produce to __consumer_offsets: %v, want INVALID_TOPIC_EXCEPTION", err)
+	}
+	if resp, err := adm.CreateTopic(ctx, 1, 1, nil, "__consumer_offsets"); !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+		t.Fatalf("create __consumer_offsets: %v %v", err, resp.Err)
+	}
+	if resp, err := adm.DeleteTopic(ctx, "__consumer_offsets"); !errors.Is(resp.Err, kerr.InvalidRequest) {
+		t.Fatalf("delete __consumer_offsets: %v %v", err, resp.Err)
+	}
+	if rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: new(string)}}, "__consumer_offsets"); err != nil || len(rs) != 1 || rs[0].Err == nil {
+		t.Fatalf("alter __consumer_offsets: %v %+v", err, rs)
+	}
+	if c := configsOf(t, adm, "__consumer_offsets")["cleanup.policy"]; c.MaybeValue() != "compact" {
+		t.Fatalf("__consumer_offsets cleanup.policy = %q", c.MaybeValue())
+	}
+	if _, err := svc.Topic("__consumer_offsets"); err == nil {
+		t.Fatal("a streams topic named __consumer_offsets was created")
+	}
+
+	produceAll(t, cl, []*kgo.Record{{Topic: "user-topic", Value: []byte("hello")}})
+	re := testClient(t, addr, kgo.ConsumeRegex(), kgo.ConsumeTopics(".*"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	fs := re.PollFetches(pctx)
+	fs.EachError(func(topic string, p int32, err error) { t.Fatalf("regex consumer: %s/%d: %v", topic, p, err) })
+	if recs := fs.Records(); len(recs) != 1 || recs[0].Topic != "user-topic" {
+		t.Fatalf("regex consumer got %d records", len(recs))
+	}
+}
