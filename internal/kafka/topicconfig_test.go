@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/bucket/bucketurl"
+	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -327,3 +331,208 @@ func TestInternalTopics(t *testing.T) {
 		t.Fatalf("regex consumer got %d records", len(recs))
 	}
 }
+
+// A KTable-style changelog: 100k updates over 1k keys, 100 of them deleted
+// at the end, into a compacted topic through franz-go. Key compaction
+// leaves one record per key (the tombstones while delete.retention.ms
+// lasts, then none), at the offsets they were acknowledged at; a franz-go
+// consumer from the beginning rebuilds the same final map, and one whose
+// position points into a removed gap reads on from the next record. Also
+// after the agent restarts from its checkpoint.
+func TestCompactedChangelogFile(t *testing.T) {
+	runChangelog(t, testBucket(t))
+}
+
+func TestCompactedChangelogS3(t *testing.T) {
+	runChangelog(t, s3TestBucket(t))
+}
+
+func s3TestBucket(t *testing.T) bucket.Bucket {
+	t.Helper()
+	raw := os.Getenv("TWOWAY_TEST_S3_URL")
+	if raw == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TWOWAY_TEST_S3_URL is not set under CI: the S3 tests must run (make test starts MinIO)")
+		}
+		t.Skip("TWOWAY_TEST_S3_URL not set; `make test` runs this against MinIO")
+	}
+	q := ""
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw, q = raw[:i], raw[i:]
+	}
+	b, err := bucketurl.Open(context.Background(), fmt.Sprintf("%s/%s-%d%s", strings.TrimSuffix(raw, "/"), t.Name(), time.Now().UnixNano(), q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func runChangelog(t *testing.T, b bucket.Bucket) {
+	ctx := context.Background()
+	open := func() *stream.Service {
+		svc, err := stream.Open(ctx, b, stream.Options{Log: commitlog.Options{
+			Linger: time.Millisecond, PollMin: time.Millisecond, PollMax: 20 * time.Millisecond,
+			Logger: quietLogger(), NoJanitor: true,
+		}, Compact: stream.CompactOptions{Disabled: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	svc := open()
+	srv := testServer(t, svc)
+	addr := srv.Addr().String()
+	adm := kadm.NewClient(testClient(t, addr))
+	configs := map[string]*string{}
+	for k, v := range map[string]string{"cleanup.policy": "compact", "delete.retention.ms": "3600000", "min.cleanable.dirty.ratio": "0", "segment.bytes": "1048576"} {
+		configs[k] = &v
+	}
+	if resp, err := adm.CreateTopic(ctx, 1, 3, configs, "changelog"); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+
+	const keys, updates, deleted = 1000, 100_000, 100
+	acked := map[int64][2]string{} // offset → key, value ("" for a tombstone)
+	final := map[string]string{}
+	produce := func(recs []*kgo.Record) {
+		t.Helper()
+		pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		cl := testClient(t, addr, kgo.DefaultProduceTopic("changelog"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		rs := cl.ProduceSync(pctx, recs...)
+		if err := rs.FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		for _, r := range rs {
+			acked[r.Record.Offset] = [2]string{string(r.Record.Key), string(r.Record.Value)}
+		}
+		cl.Close()
+	}
+	var recs []*kgo.Record
+	for i := range updates {
+		k := fmt.Sprintf("key-%04d", i%keys)
+		v := fmt.Sprintf("value-%d", i)
+		recs = append(recs, &kgo.Record{Key: []byte(k), Value: []byte(v)})
+		final[k] = v
+	}
+	for i := range deleted {
+		k := fmt.Sprintf("key-%04d", i*7)
+		recs = append(recs, &kgo.Record{Key: []byte(k)}) // a tombstone
+		delete(final, k)
+	}
+	produce(recs)
+	// The head (the newest segment) is never compacted: end with a record
+	// of its own.
+	produce([]*kgo.Record{{Key: []byte("marker-1"), Value: []byte("m")}})
+	final["marker-1"] = "m"
+	if len(acked) != updates+deleted+1 {
+		t.Fatalf("%d acknowledged", len(acked))
+	}
+
+	if n, err := svc.KeyCompact(ctx); err != nil || n != 1 {
+		t.Fatalf("key compaction: %d, %v", n, err)
+	}
+	check := func(svc *stream.Service, addr string, wantRecords int) {
+		t.Helper()
+		ti, err := svc.Topic("changelog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := ti.PartitionsInfo[0].End
+		if end != int64(len(acked)) {
+			t.Fatalf("end offset %d, want %d: compaction must keep offsets", end, len(acked))
+		}
+		cl := testClient(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"changelog": {0: kgo.NewOffset().AtStart()}}), kgo.FetchMaxWait(200*time.Millisecond))
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		got := map[string]string{}
+		n, last := 0, int64(-1)
+		for last < end-1 {
+			fs := cl.PollFetches(cctx)
+			if cctx.Err() != nil {
+				t.Fatalf("consumed up to offset %d of %d before the deadline", last, end)
+			}
+			fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+			fs.EachRecord(func(r *kgo.Record) {
+				a, ok := acked[r.Offset]
+				switch {
+				case !ok:
+					t.Fatalf("offset %d was never acknowledged", r.Offset)
+				case r.Offset <= last:
+					t.Fatalf("offset %d after %d", r.Offset, last)
+				case a[0] != string(r.Key) || a[1] != string(r.Value):
+					t.Fatalf("offset %d holds %s=%s, acknowledged %s=%s", r.Offset, r.Key, r.Value, a[0], a[1])
+				}
+				last = r.Offset
+				n++
+				if r.Value == nil {
+					delete(got, string(r.Key))
+				} else {
+					got[string(r.Key)] = string(r.Value)
+				}
+			})
+		}
+		cl.Close()
+		if n != wantRecords {
+			t.Fatalf("%d records after compaction, want %d", n, wantRecords)
+		}
+		if len(got) != len(final) {
+			t.Fatalf("rebuilt %d keys, want %d", len(got), len(final))
+		}
+		for k, v := range final {
+			if got[k] != v {
+				t.Fatalf("key %s rebuilt as %q, want %q", k, got[k], v)
+			}
+		}
+		// A position in a removed gap (offset 0 held key-0000's first
+		// update) reads on from the next record.
+		first := int64(-1)
+		for off := range acked {
+			a := acked[off]
+			if latest, ok := final[a[0]]; (ok && latest == a[1]) || (!ok && a[1] == "") {
+				if first < 0 || off < first {
+					first = off
+				}
+			}
+		}
+		gap := testClient(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"changelog": {0: kgo.NewOffset().At(1)}}), kgo.FetchMaxWait(200*time.Millisecond))
+		fs := gap.PollFetches(cctx)
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch from a gap: %v", err) })
+		if rs := fs.Records(); len(rs) == 0 || rs[0].Offset != first {
+			t.Fatalf("a consumer at offset 1 (removed) got %d records, first at %v; want the first kept record, %d", len(rs), func() any {
+				if len(rs) > 0 {
+					return rs[0].Offset
+				}
+				return nil
+			}(), first)
+		}
+		gap.Close()
+	}
+	check(svc, addr, keys+1) // 900 values, 100 tombstones, the marker
+
+	// Tombstones go once delete.retention.ms has passed: set it to 0 and
+	// compact again (with new data, as compaction waits for it).
+	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "delete.retention.ms", Value: ptr("0")}}, "changelog")
+	if err != nil || rs[0].Err != nil {
+		t.Fatal(err, rs)
+	}
+	produce([]*kgo.Record{{Key: []byte("marker-2"), Value: []byte("m")}})
+	final["marker-2"] = "m"
+	time.Sleep(10 * time.Millisecond)
+	if n, err := svc.KeyCompact(ctx); err != nil || n != 1 {
+		t.Fatalf("second key compaction: %d, %v", n, err)
+	}
+	check(svc, addr, keys-deleted+2)
+
+	// Restarted (from the checkpoint a closing agent leaves), the same.
+	if err := svc.Log().Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	svc.Close()
+	again := open()
+	defer again.Close()
+	check(again, testServer(t, again).Addr().String(), keys-deleted+2)
+}
+
+func ptr(s string) *string { return &s }
