@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -536,3 +538,80 @@ func runChangelog(t *testing.T, b bucket.Bucket) {
 }
 
 func ptr(s string) *string { return &s }
+
+// kafkajs's admin client creates, describes and alters topic configs
+// (test/kafkajs/configs.js). Skipped where Node.js or kafkajs is missing,
+// except under CI=true.
+func TestKafkajsTopicConfigs(t *testing.T) {
+	node, err := exec.LookPath("node")
+	dir, _ := filepath.Abs(filepath.Join("..", "..", "test", "kafkajs"))
+	if err == nil {
+		_, err = os.Stat(filepath.Join(dir, "node_modules", "kafkajs", "package.json"))
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("node or kafkajs is missing; CI=true requires them (make tools installs them): %v", err)
+		}
+		t.Skipf("node or kafkajs is missing (make tools installs them): %v", err)
+	}
+	svc := testService(t, testBucket(t))
+	addr := testServer(t, svc).Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "configs.js"), addr)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node configs.js: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.HasSuffix(stdout.String(), "configs ok\n") {
+		t.Fatalf("node configs.js printed\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+	ti, err := svc.Topic("js-configs")
+	if err != nil || !ti.Compacted() || !ti.Deletes() || ti.RetentionMs != 3600000 {
+		t.Fatalf("the topic kafkajs made: %+v %v", ti, err)
+	}
+}
+
+// kcat (librdkafka) puts a 5 MiB record into a topic with max.message.bytes
+// of 10 MiB and reads it back; one over the limit is refused.
+func TestKcatLargeRecord(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kcat is not installed; CI=true requires it (make tools installs it)")
+		}
+		t.Skip("kcat is not installed (make tools installs it)")
+	}
+	svc := testService(t, testBucket(t))
+	addr := testServer(t, svc).Addr().String()
+	adm := kadm.NewClient(testClient(t, addr))
+	if resp, err := adm.CreateTopic(context.Background(), 1, 1, map[string]*string{"max.message.bytes": ptr("10485760")}, "kcat-big"); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+	run := func(stdin []byte, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, kcat, append([]string{"-b", addr, "-X", "message.max.bytes=16777216", "-X", "receive.message.max.bytes=33554432", "-X", "fetch.message.max.bytes=16777216", "-X", "fetch.max.bytes=16777216"}, args...)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String() + errb.String(), err
+	}
+	value := bytes.Repeat([]byte("0123456789abcdef"), 5<<20/16)
+	if out, err := run(value, "-P", "-t", "kcat-big", "-p", "0", "-z", "none", "-D", "\x01"); err != nil {
+		t.Fatalf("kcat produce 5 MiB: %v\n%s", err, out)
+	}
+	out, err := run(nil, "-C", "-t", "kcat-big", "-p", "0", "-o", "beginning", "-e", "-f", "%o %S\n")
+	if err != nil || !strings.HasPrefix(out, fmt.Sprintf("0 %d\n", len(value))) {
+		t.Fatalf("kcat consume: %v\n%.300s", err, out)
+	}
+	over := make([]byte, 11<<20)
+	if out, err := run(over, "-P", "-t", "kcat-big", "-p", "0", "-z", "none", "-D", "\x01"); err == nil || !strings.Contains(out, "too large") {
+		t.Fatalf("kcat produce 11 MiB: %v, want a refusal\n%.500s", err, out)
+	}
+	if ti, _ := svc.Topic("kcat-big"); ti.PartitionsInfo[0].End != 1 {
+		t.Fatalf("end offset %d after the refused record", ti.PartitionsInfo[0].End)
+	}
+}
