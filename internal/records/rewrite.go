@@ -105,3 +105,29 @@ func Filter(b []byte, m BatchMeta, recs []RecordRef, keep []bool) []byte {
 	be.PutUint32(out[17:], crc32.Checksum(out[21:], castagnoli))
 	return out
 }
+
+// LastRecordOffset returns the offset of the last record of the batch at
+// the start of b (header m), which is below BaseOffset+LastOffsetDelta when
+// compaction removed the batch's last records. A compressed batch is read
+// as dense (compaction writes filtered batches uncompressed).
+func LastRecordOffset(b []byte, m BatchMeta) int64 {
+	last := m.BaseOffset + int64(m.LastOffsetDelta)
+	if m.Codec() != CodecNone || m.NumRecords == 0 {
+		return last
+	}
+	c := &cursor{b: b[HeaderLen:m.Length]}
+	var delta int64 = -1
+	for i := int32(0); i < m.NumRecords && c.err == nil; i++ {
+		n := c.varint()
+		rec := &cursor{b: c.take(int(n))}
+		rec.take(1)
+		rec.varint()
+		if d := rec.varint(); rec.err == nil {
+			delta = d
+		}
+	}
+	if c.err != nil || delta < 0 {
+		return last
+	}
+	return m.BaseOffset + delta
+}

@@ -201,6 +201,16 @@ func TestKeyCompactionKeepsLatestPerKeyAtItsOffset(t *testing.T) {
 	if recs, _, err := s.Read(ctx, "kv", 0, 4, 1, 0); err != nil || len(recs) != 1 || recs[0].Offset != 6 {
 		t.Fatalf("read from offset 4 (removed): %v %v", recs, err)
 	}
+	// A fetch of one batch at a time from inside the gap after c@3 (its
+	// batch spanned 3 and 4) skips that batch: it holds nothing at or
+	// above 4, and a reader going by records would not move on.
+	res, err := s.Fetch(ctx, "kv", 0, 4, 1, 0)
+	if err != nil || len(res.Batches) == 0 {
+		t.Fatalf("fetch from offset 4: %v %v", res, err)
+	}
+	if recs, _, err := records.Decode(res.Batches[0], nil); err != nil || recs[0].Offset != 6 {
+		t.Fatalf("fetch from offset 4 starts with %v, %v; want offset 6", recs, err)
+	}
 	ti, _ := s.Topic("kv")
 	if p := ti.PartitionsInfo[0]; p.Start != 0 || p.End != 8 {
 		t.Fatalf("partition offsets changed: %+v", p)
@@ -392,4 +402,36 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// Records younger than min.compaction.lag.ms are never compacted away;
+// cleanup.policy=compact alone applies no retention.
+func TestKeyCompactionWaitsForTheLag(t *testing.T) {
+	ctx := context.Background()
+	s := configService(t, false, CompactOptions{Disabled: true})
+	compactedTopic(t, s, "lag", "cleanup.policy", "compact", "min.compaction.lag.ms", "3600000", "retention.ms", "1", "min.cleanable.dirty.ratio", "0")
+	for i := range 5 {
+		produceKV(t, s, "lag", "k", fmt.Sprint(i))
+	}
+	if n, err := s.KeyCompact(ctx); err != nil || n != 0 {
+		t.Fatalf("compaction within the lag: %d, %v", n, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	var entries []commitlog.Entry
+	s.log.View(s.st, func() { entries = s.st.Maintain(time.Now()) })
+	if len(entries) != 0 {
+		t.Fatalf("retention on a compact-only topic: %d truncations", len(entries))
+	}
+	ti, _ := s.Topic("lag")
+	cfg := ti.TopicConfig
+	cfg.Configs["min.compaction.lag.ms"] = "0"
+	if err := s.SetTopicConfigs(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.KeyCompact(ctx); err != nil || n != 1 {
+		t.Fatalf("compaction after the lag: %d, %v", n, err)
+	}
+	if got := readTopic(t, s, "lag", 0); len(got) != 1 || got[0].Offset != 4 || string(got[0].Value) != "4" {
+		t.Fatalf("after compaction: %+v", got)
+	}
 }

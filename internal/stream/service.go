@@ -591,7 +591,15 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 					return res, err
 				}
 				err = eachBatch(seg, blob, func(b []byte, base int64, m records.BatchMeta) error {
-					if base+int64(m.LastOffsetDelta) >= offset {
+					last := base + int64(m.LastOffsetDelta)
+					if seg.Compacted {
+						// Its last records may be gone: a batch holding
+						// nothing at or above offset is no answer (readers
+						// that go by records would not move on).
+						m.BaseOffset = base
+						last = records.LastRecordOffset(b, m)
+					}
+					if last >= offset {
 						b = append([]byte(nil), b...)
 						records.SetBaseOffset(b, base)
 						res.Batches = append(res.Batches, b)
