@@ -39,7 +39,7 @@ const (
 //	POST   /v1/topics                                       create a topic
 //	GET    /v1/topics                                       list topics
 //	GET    /v1/topics/{topic}                               describe a topic and its partitions
-//	PATCH  /v1/topics/{topic}                               change retention
+//	PATCH  /v1/topics/{topic}                               change retention and configs
 //	DELETE /v1/topics/{topic}                               delete a topic
 //	POST   /v1/topics/{topic}/partitions                    add partitions
 //	POST   /v1/topics/{topic}/records                       produce (one commit per request)
