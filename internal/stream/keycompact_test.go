@@ -286,10 +286,19 @@ func TestProduceHonoursTopicConfigs(t *testing.T) {
 // compaction may not remove: none in the active head, none that is its
 // key's latest and at or above the log start.
 func TestKeyCompactionRacingProducersAndRetention(t *testing.T) {
+	t.Run("compact", func(t *testing.T) {
+		raceCompaction(t, false, "cleanup.policy", "compact", "min.cleanable.dirty.ratio", "0.2", "delete.retention.ms", "3600000")
+	})
+	t.Run("compact,delete", func(t *testing.T) {
+		raceCompaction(t, true, "cleanup.policy", "compact,delete", "retention.bytes", "8000",
+			"min.cleanable.dirty.ratio", "0.2", "delete.retention.ms", "3600000")
+	})
+}
+
+func raceCompaction(t *testing.T, retention bool, configs ...string) {
 	ctx := context.Background()
 	s := configService(t, true, CompactOptions{Interval: 15 * time.Millisecond, Age: time.Millisecond, MinSegments: 4, Target: 8 << 10})
-	compactedTopic(t, s, "race", "cleanup.policy", "compact,delete", "retention.bytes", "60000",
-		"min.cleanable.dirty.ratio", "0.2", "delete.retention.ms", "3600000")
+	compactedTopic(t, s, "race", configs...)
 	type acked struct {
 		key, value string
 		tomb       bool
@@ -328,28 +337,36 @@ func TestKeyCompactionRacingProducersAndRetention(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
-	// Let the janitor run a few more passes over the final state.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var compacted, start int64
+	// Watch retention and compaction happen while producers write, and
+	// for a while after.
+	var sawCompacted, sawTruncated bool
+	watch := func() {
 		s.log.View(s.st, func() {
 			p := s.st.topics["race"].Partitions[0]
-			start = p.Start
+			sawTruncated = sawTruncated || p.Start > 0
 			for _, seg := range p.Segments {
-				if seg.Compacted {
-					compacted++
-				}
+				sawCompacted = sawCompacted || seg.Compacted
 			}
 		})
-		if compacted > 0 && start > 0 {
-			break
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(5 * time.Millisecond):
+			watch()
 		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for watch(); !sawCompacted || sawTruncated != retention; watch() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s: %d compacted segments, log start %d", compacted, start)
+			t.Fatalf("after 20 s: compacted %v, truncated by retention %v", sawCompacted, sawTruncated)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	time.Sleep(100 * time.Millisecond) // a few more passes over the final state
 	var headFrom, start int64
 	s.log.View(s.st, func() {
 		p := s.st.topics["race"].Partitions[0]
