@@ -27,7 +27,6 @@ func setConfig(cfg *stream.TopicConfig, name string, value *string) error {
 
 // describeOpts are what a DescribeConfigs request asks for beyond values.
 type describeOpts struct {
-	version  int16
 	synonyms bool
 	docs     bool
 }
@@ -56,7 +55,7 @@ func describeTopicConfigs(ti stream.TopicInfo, names []string, o describeOpts) [
 				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(spec.Name, value, kmsg.ConfigSourceDynamicTopicConfig))
 			}
 			if spec.Synonym != "" {
-				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(spec.Synonym, brokerDefault(spec), kmsg.ConfigSourceDefaultConfig))
+				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(spec.Synonym, spec.Default, kmsg.ConfigSourceDefaultConfig))
 			}
 		}
 		if o.docs {
@@ -67,10 +66,6 @@ func describeTopicConfigs(ti stream.TopicInfo, names []string, o describeOpts) [
 	}
 	return out
 }
-
-// brokerDefault is the broker-level default of a topic config: twoway's
-// retention default differs from Kafka's (records are kept forever).
-func brokerDefault(spec stream.ConfigSpec) string { return spec.Default }
 
 func synonym(name, value string, src kmsg.ConfigSource) kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
 	sy := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
@@ -109,17 +104,12 @@ func (s *Server) brokerConfigs() []brokerConfig {
 		if spec.Synonym == "" {
 			continue
 		}
-		out = append(out, brokerConfig{spec.Synonym, brokerDefault(spec), kmsg.ConfigType(spec.Kind), false, "The default of topic config " + spec.Name + ". " + spec.Doc})
+		out = append(out, brokerConfig{spec.Synonym, spec.Default, kmsg.ConfigType(spec.Kind), false, "The default of topic config " + spec.Name + ". " + spec.Doc})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	// Some topic configs share their broker name (compression.type...).
-	dedup := out[:0]
-	for i, c := range out {
-		if i == 0 || c.name != out[i-1].name {
-			dedup = append(dedup, c)
-		}
-	}
-	return dedup
+	sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })
+	// Some topic configs have their own name at the broker too
+	// (compression.type, min.insync.replicas): one entry each.
+	return slices.CompactFunc(out, func(a, b brokerConfig) bool { return a.name == b.name })
 }
 
 // describeBrokerConfigs describes broker resource name: this agent's
@@ -190,7 +180,7 @@ func (s *Server) configAuthorized(ctx context.Context, op string, t kmsg.ConfigR
 // DESCRIBE_CONFIGS.
 func (s *Server) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
-	o := describeOpts{version: req.Version, synonyms: req.IncludeSynonyms, docs: req.IncludeDocumentation}
+	o := describeOpts{synonyms: req.IncludeSynonyms, docs: req.IncludeDocumentation}
 	for _, rr := range req.Resources {
 		out := kmsg.NewDescribeConfigsResponseResource()
 		out.ResourceType, out.ResourceName = rr.ResourceType, rr.ResourceName
