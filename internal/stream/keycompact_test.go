@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/bucket/faultbucket"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/records"
 )
@@ -92,7 +94,12 @@ func TestSnapshot2RestoresTruncatedPartitions(t *testing.T) {
 // A service on a directory with the gated types enabled at once.
 func configService(t *testing.T, janitor bool, compact CompactOptions) *Service {
 	t.Helper()
-	s, err := Open(context.Background(), fileBucket(t), Options{
+	return configServiceOn(t, fileBucket(t), janitor, compact)
+}
+
+func configServiceOn(t *testing.T, b bucket.Bucket, janitor bool, compact CompactOptions) *Service {
+	t.Helper()
+	s, err := Open(context.Background(), b, Options{
 		Log: commitlog.Options{
 			Linger: time.Millisecond, PollMin: time.Millisecond, PollMax: 10 * time.Millisecond,
 			Logger: quietLogger(), NoJanitor: !janitor,
@@ -450,5 +457,102 @@ func TestKeyCompactionWaitsForTheLag(t *testing.T) {
 	}
 	if got := readTopic(t, s, "lag", 0); len(got) != 1 || got[0].Offset != 4 || string(got[0].Value) != "4" {
 		t.Fatalf("after compaction: %+v", got)
+	}
+}
+
+// Key compaction through an object store that fails reads, writes and
+// commits (some of them after the write happened): passes fail, nothing
+// is lost or changed, and once one succeeds every agent (one started
+// afresh too) reads one record per key at its offset.
+func TestKeyCompactionUnderFaults(t *testing.T) {
+	ctx := context.Background()
+	fb := faultbucket.Wrap(fileBucket(t), faultbucket.WithSeed(11))
+	s := configServiceOn(t, fb, false, CompactOptions{Disabled: true})
+	compactedTopic(t, s, "kv", "cleanup.policy", "compact", "min.cleanable.dirty.ratio", "0")
+	acked := map[int64][2]string{}
+	final := map[string]string{}
+	faults := []faultbucket.Rule{
+		{Op: faultbucket.OpGetRange, FailRate: 0.2},
+		{Op: faultbucket.OpPut, FailRate: 0.3},
+		{Op: faultbucket.OpPutIfAbsent, FailRate: 0.3, UnknownOutcome: true},
+	}
+	failures := 0
+	for round := range 5 {
+		// Produce without faults (acknowledgements must be certain), then
+		// compact through them.
+		if err := fb.SetRules(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 40 {
+			var kvs []string
+			for j := range 10 {
+				k, v := fmt.Sprintf("k%02d", (i*10+j)%50), fmt.Sprintf("v%d-%d-%d", round, i, j)
+				kvs = append(kvs, k, v)
+				final[k] = v
+			}
+			for j, off := range produceKV(t, s, "kv", kvs...) {
+				acked[off] = [2]string{kvs[2*j], kvs[2*j+1]}
+			}
+		}
+		var end int64
+		s.log.View(s.st, func() { end = s.st.topics["kv"].Partitions[0].End })
+		if err := fb.SetRules(faults...); err != nil {
+			t.Fatal(err)
+		}
+		// Done once the compacted segment reaches the head.
+		compactedTo := func() (to int64) {
+			s.log.View(s.st, func() {
+				p := s.st.topics["kv"].Partitions[0]
+				if seg := p.Segments[0]; seg.Compacted {
+					to = seg.Base + seg.Count
+				}
+			})
+			return to
+		}
+		for compactedTo() < end-10 {
+			if _, err := s.KeyCompact(ctx); err != nil {
+				failures++
+			}
+			if failures > 500 {
+				t.Fatal("500 failed passes")
+			}
+			_ = s.Sync(ctx)
+		}
+	}
+	if err := fb.SetRules(); err != nil {
+		t.Fatal(err)
+	}
+	var injected int64
+	for _, op := range faultbucket.Ops {
+		c := fb.Counts(op)
+		injected += c.Failed + c.Unknown
+	}
+	if injected == 0 {
+		t.Fatal("no fault was injected")
+	}
+	t.Logf("%d faults injected, %d failed passes", injected, failures)
+	fresh := configServiceOn(t, fb, false, CompactOptions{Disabled: true})
+	for name, svc := range map[string]*Service{"compacting agent": s, "fresh agent": fresh} {
+		if err := svc.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		recs := readTopic(t, svc, "kv", 0)
+		for _, r := range recs {
+			if a := acked[r.Offset]; a[0] != string(r.Key) || a[1] != string(r.Value) {
+				t.Fatalf("%s: offset %d holds %s=%s, acknowledged %v", name, r.Offset, r.Key, r.Value, a)
+			}
+			got[string(r.Key)] = string(r.Value)
+		}
+		// 50 keys, plus the records of the head (the newest segment) that
+		// are not their key's latest.
+		if len(got) != len(final) || len(recs) > len(final)+10 {
+			t.Fatalf("%s: %d records, %d keys; want %d keys", name, len(recs), len(got), len(final))
+		}
+		for k, v := range final {
+			if got[k] != v {
+				t.Fatalf("%s: %s = %q, want %q", name, k, got[k], v)
+			}
+		}
 	}
 }
