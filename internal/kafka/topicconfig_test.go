@@ -393,6 +393,9 @@ func runChangelog(t *testing.T, b bucket.Bucket) {
 		t.Fatal(err, resp.Err)
 	}
 
+	other := open()
+	defer other.Close()
+
 	const keys, updates, deleted = 1000, 100_000, 100
 	acked := map[int64][2]string{} // offset → key, value ("" for a tombstone)
 	final := map[string]string{}
@@ -511,6 +514,12 @@ func runChangelog(t *testing.T, b bucket.Bucket) {
 		gap.Close()
 	}
 	check(svc, addr, keys+1) // 900 values, 100 tombstones, the marker
+	// Another agent on the bucket, tailing the log all along, serves the
+	// same once it has caught up.
+	if err := other.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(other, testServer(t, other).Addr().String(), keys+1)
 
 	// Tombstones go once delete.retention.ms has passed: set it to 0 and
 	// compact again (with new data, as compaction waits for it).

@@ -2,9 +2,11 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -553,6 +555,44 @@ func TestKeyCompactionUnderFaults(t *testing.T) {
 			if got[k] != v {
 				t.Fatalf("%s: %s = %q, want %q", name, k, got[k], v)
 			}
+		}
+	}
+}
+
+// Transactional batches are kept whole by key compaction, and their
+// records never make an older record of their key obsolete (the
+// transaction may have been aborted).
+func TestKeyCompactionKeepsTransactionalBatchesWhole(t *testing.T) {
+	ctx := context.Background()
+	s := configService(t, false, CompactOptions{Disabled: true})
+	compactedTopic(t, s, "txn", "cleanup.policy", "compact", "min.cleanable.dirty.ratio", "0")
+	produceKV(t, s, "txn", "k", "v1", "j", "old") // 0 1
+	txn := records.Encode([]records.Record{{Key: []byte("k"), Value: []byte("v2")}, {Key: []byte("j"), Value: []byte("x")}})
+	binary.BigEndian.PutUint16(txn[21:], records.AttrTransactional)
+	binary.BigEndian.PutUint32(txn[17:], crc32.Checksum(txn[21:], crc32.MakeTable(crc32.Castagnoli)))
+	if _, errs, err := s.Produce(ctx, "txn", []Batch{{Partition: 0, Raw: txn}}); err != nil || errs[0] != nil { // 2 3
+		t.Fatal(err, errs)
+	}
+	produceKV(t, s, "txn", "k", "v3") // 4
+	produceKV(t, s, "txn", "z", "1")  // 5: the head
+	if n, err := s.KeyCompact(ctx); err != nil || n != 1 {
+		t.Fatalf("key compaction: %d, %v", n, err)
+	}
+	var offs []string
+	for _, r := range readTopic(t, s, "txn", 0) {
+		offs = append(offs, fmt.Sprintf("%d:%s=%s", r.Offset, r.Key, r.Value))
+	}
+	if want := "1:j=old 2:k=v2 3:j=x 4:k=v3 5:z=1"; strings.Join(offs, " ") != want {
+		t.Fatalf("after compaction: %s, want %s", strings.Join(offs, " "), want)
+	}
+	res, err := s.Fetch(ctx, "txn", 0, 2, 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range res.Batches {
+		m, _ := records.ParseMeta(b)
+		if m.BaseOffset == 2 && (m.Attributes&records.AttrTransactional == 0 || m.NumRecords != 2) {
+			t.Fatalf("the transactional batch came back as %+v", m)
 		}
 	}
 }
