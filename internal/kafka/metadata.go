@@ -157,7 +157,12 @@ func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.
 			}
 			ti, ok = s.lookupTopic(ctx, *rt.Topic)
 		case rt.TopicID != [16]byte{}:
-			if ti, ok = s.topicByID(ctx, rt.TopicID); ok && describes.check(ti.Name) != nil {
+			if name, internal := internalTopicByID(rt.TopicID); internal {
+				ti, ok = internalTopicInfo(name), true
+			} else {
+				ti, ok = s.topicByID(ctx, rt.TopicID)
+			}
+			if ok && describes.check(ti.Name) != nil {
 				// Kafka does not count ids as secret, but names are.
 				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				resp.Topics = append(resp.Topics, mt)

@@ -302,6 +302,12 @@ func TestInternalTopics(t *testing.T) {
 		t.Fatalf("metadata naming it: %+v %v", named, err)
 	}
 
+	byID := kmsg.NewPtrMetadataRequest()
+	byID.Topics = []kmsg.MetadataRequestTopic{{TopicID: off.ID}}
+	if resp, err := byID.RequestWith(ctx, cl); err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || str(resp.Topics[0].Topic) != "__consumer_offsets" || !resp.Topics[0].IsInternal {
+		t.Fatalf("metadata by topic id: %v %+v", err, resp)
+	}
+
 	pcl := testClient(t, addr, kgo.RecordRetries(1))
 	err = pcl.ProduceSync(ctx, &kgo.Record{Topic: "__consumer_offsets", Value: []byte("x")}).FirstErr()
 	if !errors.Is(err, kerr.InvalidTopicException) {
