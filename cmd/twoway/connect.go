@@ -30,6 +30,7 @@ type streams interface {
 	DeleteTopic(ctx context.Context, name string) error
 	AddPartitions(ctx context.Context, name string, n int32) (httpapi.Topic, error)
 	SetRetention(ctx context.Context, name string, retentionMs, retentionBytes *int64) (httpapi.Topic, error)
+	SetConfigs(ctx context.Context, name string, configs map[string]*string) (httpapi.Topic, error)
 	Produce(ctx context.Context, topic string, recs []httpapi.ProduceRecord) ([]httpapi.ProduceOffset, error)
 	Read(ctx context.Context, topic string, partition int32, offset int64, max int, wait time.Duration) (httpapi.ReadResult, error)
 }

@@ -435,3 +435,29 @@ func TestProduceInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Kafka topic configs from the command line: --config on create and alter,
+// --delete-config, shown by describe; a bad one names itself.
+func TestTopicConfigCommands(t *testing.T) {
+	dir := t.TempDir()
+	ok(t, dir, "", "topic", "create", "kv", "--config", "cleanup.policy=compact", "--config", "max.message.bytes=10485760", "--config", "segment.bytes=1048576")
+	out := ok(t, dir, "", "topic", "describe", "kv")
+	for _, want := range []string{"cleanup.policy     compact\n", "max.message.bytes  10485760\n", "segment.bytes      1048576\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("topic describe does not show %q:\n%s", want, out)
+		}
+	}
+	ok(t, dir, "", "topic", "alter", "kv", "--config", "cleanup.policy=compact,delete", "--delete-config", "segment.bytes")
+	var topic struct {
+		Configs map[string]string `json:"configs"`
+	}
+	if err := json.Unmarshal([]byte(ok(t, dir, "", "topic", "describe", "kv", "--json")), &topic); err != nil {
+		t.Fatal(err)
+	}
+	if len(topic.Configs) != 2 || topic.Configs["cleanup.policy"] != "compact,delete" || topic.Configs["max.message.bytes"] != "10485760" {
+		t.Errorf("configs after alter: %v", topic.Configs)
+	}
+	fails(t, dir, 1, `unknown topic config "segment.bites"`, "", "topic", "create", "bad", "--config", "segment.bites=1")
+	fails(t, dir, 1, "cleanup.policy", "", "topic", "alter", "kv", "--config", "cleanup.policy=never")
+	fails(t, dir, 2, "give a config as NAME=VALUE", "", "topic", "create", "bad", "--config", "cleanup.policy")
+}

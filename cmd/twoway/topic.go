@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +21,7 @@ var topicCommands = []command{
 	{name: "create", summary: "create a topic", run: runTopicCreate},
 	{name: "list", summary: "list topics", run: runTopicList},
 	{name: "describe", summary: "show a topic's settings and its partitions' offsets", run: runTopicDescribe},
-	{name: "alter", summary: "change a topic's retention", run: runTopicAlter},
+	{name: "alter", summary: "change a topic's retention or configs", run: runTopicAlter},
 	{name: "add-partitions", summary: "grow a topic's partition count", run: runTopicAddPartitions},
 	{name: "delete", summary: "delete a topic and its records", run: runTopicDelete},
 }
@@ -45,16 +48,20 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func runTopicCreate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("topic create", "twoway topic create NAME [--partitions N] [--retention DURATION] [--retention-bytes SIZE]", `
+	fs := newFlagSet("topic create", "twoway topic create NAME [--partitions N] [--retention DURATION] [--retention-bytes SIZE] [--config NAME=VALUE]...", `
 Create a topic. Records older than --retention (units s, m, h, d, w, as in
 7d or 36h) and, per partition, the oldest records beyond --retention-bytes
-(4GiB, 500MB) are removed; by default records are kept forever.
+(4GiB, 500MB) are removed; by default records are kept forever. --config
+sets a Kafka topic config, such as cleanup.policy=compact or
+max.message.bytes=10485760 (docs/KAFKA.md lists them).
 `+connectHelp)
 	partitions := fs.Int("partitions", 1, "number of `partitions`")
 	var retention retentionFlag
 	var retentionBytes retentionBytesFlag
 	fs.Var(&retention, "retention", "how long to keep records: a `duration` such as 7d, 12h, or forever")
 	fs.Var(&retentionBytes, "retention-bytes", "most bytes to keep per partition: a `size` such as 1GiB, or unlimited")
+	configs := configFlag{}
+	fs.Var(configs, "config", "a Kafka topic config, `NAME=VALUE` (repeat for more)")
 	conn := addConnectionFlags(fs)
 	pos, err := fs.parseArgs(e, args, "topic name")
 	if err != nil {
@@ -69,6 +76,12 @@ Create a topic. Records older than --retention (units s, m, h, d, w, as in
 	}
 	if retentionBytes.set {
 		cfg.RetentionBytes = retentionBytes.n
+	}
+	if len(configs) > 0 {
+		cfg.Configs = map[string]string{}
+		for k, v := range configs {
+			cfg.Configs[k] = *v
+		}
 	}
 	return withStreams(ctx, e, conn, func(s streams) error {
 		t, err := s.CreateTopic(ctx, cfg)
@@ -143,6 +156,9 @@ func printTopic(w io.Writer, t httpapi.Topic) error {
 	fmt.Fprintf(tw, "partitions\t%d\n", t.Partitions)
 	fmt.Fprintf(tw, "retention\t%s\n", formatRetention(t.RetentionMs))
 	fmt.Fprintf(tw, "retention bytes\t%s\n", formatRetentionBytes(t.RetentionBytes))
+	for _, k := range slices.Sorted(maps.Keys(t.Configs)) {
+		fmt.Fprintf(tw, "%s\t%s\n", k, t.Configs[k])
+	}
 	fmt.Fprintf(tw, "created\t%s\n", time.UnixMilli(t.CreatedMs).UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "records\t%d (%s)\n", records, formatByteSize(bytes))
 	if err := tw.Flush(); err != nil {
@@ -158,21 +174,25 @@ func printTopic(w io.Writer, t httpapi.Topic) error {
 }
 
 func runTopicAlter(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("topic alter", "twoway topic alter NAME [--retention DURATION] [--retention-bytes SIZE]", `
-Change a topic's retention. A shorter retention removes older records at
-the next retention pass.
+	fs := newFlagSet("topic alter", "twoway topic alter NAME [--retention DURATION] [--retention-bytes SIZE] [--config NAME=VALUE]... [--delete-config NAME]...", `
+Change a topic's retention or Kafka topic configs (docs/KAFKA.md lists
+them); --delete-config returns a config to its default. A shorter
+retention removes older records at the next retention pass.
 `+connectHelp)
 	var retention retentionFlag
 	var retentionBytes retentionBytesFlag
 	fs.Var(&retention, "retention", "how long to keep records: a `duration` such as 7d, 12h, or forever")
 	fs.Var(&retentionBytes, "retention-bytes", "most bytes to keep per partition: a `size` such as 1GiB, or unlimited")
+	configs := configFlag{}
+	fs.Var(configs, "config", "set a Kafka topic config, `NAME=VALUE` (repeat for more)")
+	fs.Var(deleteConfigFlag(configs), "delete-config", "return a Kafka topic config `NAME` to its default (repeat for more)")
 	conn := addConnectionFlags(fs)
 	pos, err := fs.parseArgs(e, args, "topic name")
 	if err != nil {
 		return err
 	}
-	if !retention.set && !retentionBytes.set {
-		return conn.usageError(e, errors.New("nothing to change: give --retention or --retention-bytes"))
+	if !retention.set && !retentionBytes.set && len(configs) == 0 {
+		return conn.usageError(e, errors.New("nothing to change: give --retention, --retention-bytes, --config or --delete-config"))
 	}
 	var ms, bytes *int64
 	if retention.set {
@@ -182,7 +202,14 @@ the next retention pass.
 		bytes = &retentionBytes.n
 	}
 	return withStreams(ctx, e, conn, func(s streams) error {
-		t, err := s.SetRetention(ctx, pos[0], ms, bytes)
+		var t httpapi.Topic
+		var err error
+		if ms != nil || bytes != nil {
+			t, err = s.SetRetention(ctx, pos[0], ms, bytes)
+		}
+		if err == nil && len(configs) > 0 {
+			t, err = s.SetConfigs(ctx, pos[0], configs)
+		}
 		if err != nil {
 			return err
 		}
@@ -233,4 +260,31 @@ reclaimed by garbage collection.
 		_, err := fmt.Fprintf(e.stdout, "deleted topic %s\n", pos[0])
 		return err
 	})
+}
+
+// configFlag collects --config NAME=VALUE (and, through deleteConfigFlag,
+// --delete-config NAME as a nil value).
+type configFlag map[string]*string
+
+func (c configFlag) String() string { return "" }
+
+func (c configFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("give a config as NAME=VALUE, such as cleanup.policy=compact, not %q", v)
+	}
+	c[name] = &value
+	return nil
+}
+
+type deleteConfigFlag configFlag
+
+func (c deleteConfigFlag) String() string { return "" }
+
+func (c deleteConfigFlag) Set(v string) error {
+	if v == "" || strings.Contains(v, "=") {
+		return fmt.Errorf("give the config's name only, such as cleanup.policy, not %q", v)
+	}
+	c[v] = nil
+	return nil
 }

@@ -125,6 +125,7 @@ func (c *Client) CreateTopic(ctx context.Context, cfg stream.TopicConfig) (Topic
 	if cfg.RetentionBytes != 0 {
 		req.RetentionBytes = &cfg.RetentionBytes
 	}
+	req.Configs = cfg.Configs
 	var t Topic
 	err := c.do(ctx, "POST", "/v1/topics", nil, req, &t)
 	return t, err
@@ -163,6 +164,14 @@ func (c *Client) AddPartitions(ctx context.Context, name string, n int32) (Topic
 func (c *Client) SetRetention(ctx context.Context, name string, retentionMs, retentionBytes *int64) (Topic, error) {
 	var t Topic
 	err := c.do(ctx, "PATCH", topicPath(name), nil, alterTopicRequest{RetentionMs: retentionMs, RetentionBytes: retentionBytes}, &t)
+	return t, err
+}
+
+// SetConfigs sets Kafka topic configs (docs/KAFKA.md) of a topic; a nil
+// value returns that config to its default.
+func (c *Client) SetConfigs(ctx context.Context, name string, configs map[string]*string) (Topic, error) {
+	var t Topic
+	err := c.do(ctx, "PATCH", topicPath(name), nil, alterTopicRequest{Configs: configs}, &t)
 	return t, err
 }
 

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -37,7 +39,7 @@ const (
 //	POST   /v1/topics                                       create a topic
 //	GET    /v1/topics                                       list topics
 //	GET    /v1/topics/{topic}                               describe a topic and its partitions
-//	PATCH  /v1/topics/{topic}                               change retention
+//	PATCH  /v1/topics/{topic}                               change retention and configs
 //	DELETE /v1/topics/{topic}                               delete a topic
 //	POST   /v1/topics/{topic}/partitions                    add partitions
 //	POST   /v1/topics/{topic}/records                       produce (one commit per request)
@@ -148,7 +150,7 @@ func positive(field string, v *int64) error {
 
 func (a *streamsAPI) createTopic(w http.ResponseWriter, r *http.Request) {
 	var req createTopicRequest
-	if err := a.decodeBody(w, r, &req, "name, partitions, retention, retention_ms, retention_bytes"); err != nil {
+	if err := a.decodeBody(w, r, &req, "name, partitions, retention, retention_ms, retention_bytes, configs"); err != nil {
 		a.fail(w, r, err, true)
 		return
 	}
@@ -173,6 +175,10 @@ func (a *streamsAPI) createTopic(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.RetentionBytes != nil {
 		cfg.RetentionBytes = *req.RetentionBytes
+	}
+	if err := applyConfigs(&cfg, ms != nil, req.RetentionBytes != nil, req.Configs); err != nil {
+		a.fail(w, r, err, true)
+		return
 	}
 	if err := a.svc.CreateTopic(r.Context(), cfg); err != nil {
 		a.fail(w, r, err, true)
@@ -225,13 +231,13 @@ func (a *streamsAPI) deleteTopic(w http.ResponseWriter, r *http.Request) {
 
 func (a *streamsAPI) alterTopic(w http.ResponseWriter, r *http.Request) {
 	var req alterTopicRequest
-	if err := a.decodeBody(w, r, &req, "retention, retention_ms, retention_bytes"); err != nil {
+	if err := a.decodeBody(w, r, &req, "retention, retention_ms, retention_bytes, configs"); err != nil {
 		a.fail(w, r, err, true)
 		return
 	}
 	ms, err := retentionMs(req.Retention, req.RetentionMs)
-	if err == nil && ms == nil && req.RetentionBytes == nil {
-		err = &fieldError{"", errors.New("nothing to change: give retention, retention_ms or retention_bytes")}
+	if err == nil && ms == nil && req.RetentionBytes == nil && len(req.Configs) == 0 {
+		err = &fieldError{"", errors.New("nothing to change: give retention, retention_ms, retention_bytes or configs")}
 	}
 	if err == nil {
 		err = errors.Join(positive("retention_ms", ms), positive("retention_bytes", req.RetentionBytes))
@@ -245,11 +251,63 @@ func (a *streamsAPI) alterTopic(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err, true)
 		return
 	}
-	if err := a.svc.AlterTopic(r.Context(), name, 0, ms, req.RetentionBytes); err != nil {
+	if len(req.Configs) > 0 {
+		err = a.alterConfigs(r.Context(), name, ms, req.RetentionBytes, req.Configs)
+	} else {
+		err = a.svc.AlterTopic(r.Context(), name, 0, ms, req.RetentionBytes)
+	}
+	if err != nil {
 		a.fail(w, r, err, true)
 		return
 	}
 	a.writeTopic(w, r, http.StatusOK, name)
+}
+
+// alterConfigs changes a topic's retention and Kafka configs together.
+func (a *streamsAPI) alterConfigs(ctx context.Context, name string, ms, bytes *int64, configs map[string]*string) error {
+	if err := a.sync(ctx); err != nil {
+		return err
+	}
+	ti, err := a.svc.Topic(name)
+	if err != nil {
+		return err
+	}
+	cfg := ti.TopicConfig
+	if ms != nil {
+		cfg.RetentionMs = *ms
+	}
+	if bytes != nil {
+		cfg.RetentionBytes = *bytes
+	}
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
+		if (k == "retention.ms" && ms != nil) || (k == "retention.bytes" && bytes != nil) {
+			return &fieldError{"configs", fmt.Errorf("%s is given twice: as a field and in configs", k)}
+		}
+		if err := cfg.Set(k, configs[k]); err != nil {
+			return &fieldError{"configs", err}
+		}
+	}
+	return a.svc.SetTopicConfigs(ctx, cfg)
+}
+
+// applyConfigs sets a new topic's Kafka configs.
+func applyConfigs(cfg *stream.TopicConfig, msSet, bytesSet bool, configs map[string]string) error {
+	if cfg.RetentionMs == 0 {
+		cfg.RetentionMs = -1
+	}
+	if cfg.RetentionBytes == 0 {
+		cfg.RetentionBytes = -1
+	}
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
+		if (k == "retention.ms" && msSet) || (k == "retention.bytes" && bytesSet) {
+			return &fieldError{"configs", fmt.Errorf("%s is given twice: as a field and in configs", k)}
+		}
+		v := configs[k]
+		if err := cfg.Set(k, &v); err != nil {
+			return &fieldError{"configs", err}
+		}
+	}
+	return nil
 }
 
 func (a *streamsAPI) addPartitions(w http.ResponseWriter, r *http.Request) {

@@ -29,7 +29,11 @@ type Topic struct {
 	RetentionMs int64 `json:"retention_ms"`
 	// RetentionBytes bounds each partition; -1 means unlimited.
 	RetentionBytes int64 `json:"retention_bytes"`
-	CreatedMs      int64 `json:"created_ms"`
+	// Configs are the other Kafka topic configs the topic sets
+	// (docs/KAFKA.md), such as cleanup.policy or max.message.bytes; those
+	// not listed have their defaults.
+	Configs   map[string]string `json:"configs,omitempty"`
+	CreatedMs int64             `json:"created_ms"`
 	// PartitionInfo is filled by describe, not by list.
 	PartitionInfo []Partition `json:"partition_info,omitempty"`
 }
@@ -49,6 +53,7 @@ func topicFrom(ti stream.TopicInfo) Topic {
 		Partitions:     ti.Partitions,
 		RetentionMs:    ti.RetentionMs,
 		RetentionBytes: ti.RetentionBytes,
+		Configs:        ti.Configs,
 		CreatedMs:      ti.CreatedMs,
 	}
 	for _, p := range ti.PartitionsInfo {
@@ -66,12 +71,16 @@ type createTopicRequest struct {
 	Retention      *string `json:"retention,omitempty"`
 	RetentionMs    *int64  `json:"retention_ms,omitempty"`
 	RetentionBytes *int64  `json:"retention_bytes,omitempty"`
+	// Configs: Kafka topic configs by name (docs/KAFKA.md).
+	Configs map[string]string `json:"configs,omitempty"`
 }
 
 type alterTopicRequest struct {
 	Retention      *string `json:"retention,omitempty"`
 	RetentionMs    *int64  `json:"retention_ms,omitempty"`
 	RetentionBytes *int64  `json:"retention_bytes,omitempty"`
+	// Configs: Kafka topic configs to set; null returns one to its default.
+	Configs map[string]*string `json:"configs,omitempty"`
 }
 
 type addPartitionsRequest struct {

@@ -76,7 +76,7 @@ func (s *Server) createTopics(ctx context.Context, req *kmsg.CreateTopicsRequest
 			resp.Topics = append(resp.Topics, out)
 			continue
 		}
-		for _, c := range describeTopicConfigs(ti, nil, 0) {
+		for _, c := range describeTopicConfigs(ti, nil, describeOpts{}) {
 			rc := kmsg.NewCreateTopicsResponseTopicConfig()
 			rc.Name, rc.Value, rc.ReadOnly, rc.Source = c.Name, c.Value, c.ReadOnly, int8(c.Source)
 			out.Configs = append(out.Configs, rc)
@@ -92,6 +92,9 @@ func (s *Server) topicToCreate(rt kmsg.CreateTopicsRequestTopic) (stream.TopicCo
 	cfg := stream.TopicConfig{Name: rt.Topic, Partitions: rt.NumPartitions}
 	if err := stream.ValidateTopicName(rt.Topic); err != nil {
 		return cfg, kerr.InvalidTopicException.Code, err
+	}
+	if isInternalTopic(rt.Topic) {
+		return cfg, kerr.TopicAlreadyExists.Code, fmt.Errorf("%w: %s is an internal topic", stream.ErrTopicExists, rt.Topic)
 	}
 	if len(rt.ReplicaAssignment) > 0 {
 		if rt.NumPartitions != -1 {
@@ -109,18 +112,11 @@ func (s *Server) topicToCreate(rt kmsg.CreateTopicsRequestTopic) (stream.TopicCo
 	if rt.ReplicationFactor == 0 || rt.ReplicationFactor < -1 {
 		return cfg, kerr.InvalidReplicationFactor.Code, fmt.Errorf("replication factor must be positive or -1, not %d (twoway keeps one copy in the bucket whatever it is)", rt.ReplicationFactor)
 	}
-	var r retention
+	cfg.RetentionMs, cfg.RetentionBytes = -1, -1
 	for _, c := range rt.Configs {
-		if err := setConfig(&r, c.Name, c.Value); err != nil {
+		if err := setConfig(&cfg, c.Name, c.Value); err != nil {
 			return cfg, kerr.InvalidConfig.Code, err
 		}
-	}
-	cfg.RetentionMs, cfg.RetentionBytes = -1, -1
-	if r.ms != nil {
-		cfg.RetentionMs = *r.ms
-	}
-	if r.bytes != nil {
-		cfg.RetentionBytes = *r.bytes
 	}
 	return cfg, 0, nil
 }
@@ -166,6 +162,11 @@ func (s *Server) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest
 		}
 		if err := s.authorize(ctx, auth.OpDelete, auth.ResTopic, name); err != nil {
 			out.ErrorCode, out.ErrorMessage = kerr.TopicAuthorizationFailed.Code, errMessage(err)
+			resp.Topics = append(resp.Topics, out)
+			continue
+		}
+		if isInternalTopic(name) {
+			out.ErrorCode, out.ErrorMessage = kerr.InvalidRequest.Code, errMessage(fmt.Errorf("%s is an internal topic and cannot be deleted", name))
 			resp.Topics = append(resp.Topics, out)
 			continue
 		}

@@ -53,8 +53,8 @@ func TestAdmin(t *testing.T) {
 		topic("a", -1),
 		topic("b", 3, "retention.ms", "60000", "retention.bytes", "1000000", "cleanup.policy", "delete"),
 		topic("bad name!", 1),
-		topic("c", 1, "cleanup.policy", "compact"),
-		topic("d", 1, "segment.bytes", "1024"),
+		topic("c", 1, "cleanup.policy", "compacted"),
+		topic("d", 1, "segment.bites", "1024"),
 		topic("e", 0),
 		topic("f", 1, "retention.ms", "soon"),
 	}
@@ -74,8 +74,11 @@ func TestAdmin(t *testing.T) {
 	if resp.Topics[0].NumPartitions != DefaultPartitions || resp.Topics[0].TopicID == [16]byte{} {
 		t.Errorf("topic a: %d partitions, id %x", resp.Topics[0].NumPartitions, resp.Topics[0].TopicID)
 	}
-	if m := str(resp.Topics[4].ErrorMessage); !strings.Contains(m, "retention.ms") {
-		t.Errorf("unknown config message does not say what is supported: %s", m)
+	if m := str(resp.Topics[4].ErrorMessage); !strings.Contains(m, "segment.bites") || !strings.Contains(m, "docs/KAFKA.md") {
+		t.Errorf("unknown config message does not name it and say where the supported ones are: %s", m)
+	}
+	if m := str(resp.Topics[3].ErrorMessage); !strings.Contains(m, "cleanup.policy") || !strings.Contains(m, "compacted") {
+		t.Errorf("bad value message does not name the config and value: %s", m)
 	}
 	// Exists now; validate-only creates nothing.
 	create.Topics = []kmsg.CreateTopicsRequestTopic{topic("a", 1), topic("g", 2)}
@@ -96,8 +99,11 @@ func TestAdmin(t *testing.T) {
 	if v := str(cfg["retention.ms"].Value); v != "60000" || cfg["retention.ms"].ReadOnly || cfg["retention.ms"].IsDefault {
 		t.Errorf("retention.ms = %s %+v", v, cfg["retention.ms"])
 	}
-	if v := str(cfg["cleanup.policy"].Value); v != "delete" || !cfg["cleanup.policy"].ReadOnly {
-		t.Errorf("cleanup.policy = %s, read only %v", v, cfg["cleanup.policy"].ReadOnly)
+	if c := cfg["cleanup.policy"]; str(c.Value) != "delete" || c.ReadOnly || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+		t.Errorf("cleanup.policy = %s, read only %v, source %v", str(c.Value), c.ReadOnly, c.Source)
+	}
+	if c := cfg["segment.bytes"]; str(c.Value) != "1073741824" || c.Source != kmsg.ConfigSourceDefaultConfig {
+		t.Errorf("segment.bytes = %s, default %v, source %v", str(c.Value), c.IsDefault, c.Source)
 	}
 
 	// IncrementalAlterConfigs: set one, delete the other, reject the rest.
@@ -111,7 +117,7 @@ func TestAdmin(t *testing.T) {
 	}
 	inc.Resources = append(inc.Resources, res)
 	bad := res
-	bad.Configs = []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "min.insync.replicas", Op: kmsg.IncrementalAlterConfigOpSet, Value: &v}}
+	bad.Configs = []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "min.insync.replica", Op: kmsg.IncrementalAlterConfigOpSet, Value: &v}}
 	inc.Resources = append(inc.Resources, bad)
 	incResp, err := inc.RequestWith(ctx, cl)
 	if err != nil {

@@ -113,8 +113,13 @@ func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.
 			if !authz.Allowed(ctx, auth.OpDescribe, auth.ResTopic, ti.Name) {
 				continue
 			}
-			if full, ok := s.topicInfo(ti.Name); ok {
+			if full, ok := s.topicInfo(ti.Name); ok && !isInternalTopic(ti.Name) {
 				add(full)
+			}
+		}
+		for _, name := range internalTopics {
+			if authz.Allowed(ctx, auth.OpDescribe, auth.ResTopic, name) {
+				add(internalTopicInfo(name))
 			}
 		}
 		return resp
@@ -132,9 +137,18 @@ func (s *Server) metadata(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.
 				resp.Topics = append(resp.Topics, mt)
 				continue
 			}
+			if isInternalTopic(*rt.Topic) {
+				ti, ok = internalTopicInfo(*rt.Topic), true
+				break
+			}
 			ti, ok = s.lookupTopic(ctx, *rt.Topic)
 		case rt.TopicID != [16]byte{}:
-			if ti, ok = s.topicByID(ctx, rt.TopicID); ok && describes.check(ti.Name) != nil {
+			if name, internal := internalTopicByID(rt.TopicID); internal {
+				ti, ok = internalTopicInfo(name), true
+			} else {
+				ti, ok = s.topicByID(ctx, rt.TopicID)
+			}
+			if ok && describes.check(ti.Name) != nil {
 				// Kafka does not count ids as secret, but names are.
 				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				resp.Topics = append(resp.Topics, mt)
@@ -194,6 +208,7 @@ func topicMetadata(ti stream.TopicInfo, brokers []broker) kmsg.MetadataResponseT
 	name := ti.Name
 	mt.Topic = &name
 	mt.TopicID = topicID(ti.Name, ti.CreatedMs)
+	mt.IsInternal = isInternalTopic(ti.Name)
 	for p := range ti.Partitions {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = p

@@ -67,7 +67,9 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 		case req.Version >= 13:
 			key = string(rt.TopicID[:])
 			var ok bool
-			if ti, ok = s.topicByID(ctx, rt.TopicID); !ok {
+			if name, internal := internalTopicByID(rt.TopicID); internal {
+				topicErr, code = fmt.Errorf("cannot produce to %s: it is an internal topic", name), kerr.InvalidTopicException.Code
+			} else if ti, ok = s.topicByID(ctx, rt.TopicID); !ok {
 				topicErr, code = fmt.Errorf("%w %x", errUnknownTopicID, rt.TopicID), kerr.UnknownTopicID.Code
 			} else if err := writes.check(ti.Name); err != nil {
 				topicErr, code = err, kerr.TopicAuthorizationFailed.Code
@@ -78,6 +80,8 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 				// Refused before it is looked up, as Kafka does: the
 				// answer does not tell whether the topic exists.
 				topicErr, code = err, kerr.TopicAuthorizationFailed.Code
+			} else if isInternalTopic(rt.Topic) {
+				topicErr, code = fmt.Errorf("cannot produce to %s: it is an internal topic", rt.Topic), kerr.InvalidTopicException.Code
 			} else if ti, ok = s.lookupTopic(ctx, rt.Topic); !ok {
 				topicErr, code = fmt.Errorf("%w: %s", stream.ErrUnknownTopic, rt.Topic), kerr.UnknownTopicOrPartition.Code
 			}

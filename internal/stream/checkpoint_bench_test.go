@@ -51,7 +51,7 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			bin := c.encodeBinary()
+			bin := c.encodeBinary(2)
 			jsonTime := time.Duration(1 << 62)
 			for range 3 {
 				start := time.Now()

@@ -47,7 +47,10 @@ type CompactOptions struct {
 	MinSegments int
 	// MaxBytesPerPass bounds the data one pass reads and writes. Default 64 MiB.
 	MaxBytesPerPass int64
-	// Disabled turns compaction off.
+	// MaxKeyCompactBytes bounds the run of one partition that one key
+	// compaction rewrites (keycompact.go). Default 256 MiB.
+	MaxKeyCompactBytes int64
+	// Disabled turns compaction off (index and key compaction).
 	Disabled bool
 }
 
@@ -66,6 +69,9 @@ func (o *CompactOptions) fill() {
 	}
 	if o.MaxBytesPerPass <= 0 {
 		o.MaxBytesPerPass = 64 << 20
+	}
+	if o.MaxKeyCompactBytes <= 0 {
+		o.MaxKeyCompactBytes = 256 << 20
 	}
 }
 
@@ -92,6 +98,13 @@ func (s *state) applyCompact(e commitlog.Entry) any {
 	last := run[len(run)-1]
 	if last.Base+last.Count != ce.End {
 		return errCompactStale
+	}
+	for _, seg := range run {
+		if seg.Compacted {
+			// Its batches carry their own offsets; key compaction
+			// merges those.
+			return errCompactStale
+		}
 	}
 	merged := segment{Base: ce.Base, Count: ce.End - ce.Base, Ref: e.Ref}
 	var size int64
@@ -127,6 +140,9 @@ func (s *state) planCompaction(now time.Time, o CompactOptions) []compactRun {
 	cutoff := now.Add(-o.Age).UnixMilli()
 	for _, name := range names {
 		t := s.topics[name]
+		if t.Config.Compacted() {
+			continue // key compaction rewrites its segments
+		}
 		for pi, p := range t.Partitions {
 			var cur []segment
 			var size int64
@@ -145,7 +161,7 @@ func (s *state) planCompaction(now time.Time, o CompactOptions) []compactRun {
 				if seg.AppendMs > cutoff {
 					break
 				}
-				if seg.Ref.Len >= o.Target/2 {
+				if seg.Ref.Len >= o.Target/2 || seg.Compacted {
 					flush()
 					continue
 				}

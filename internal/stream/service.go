@@ -92,6 +92,10 @@ func (s *Service) Start(_ context.Context, env *module.Env) error {
 			_, err := s.Compact(ctx)
 			return err
 		}})
+		s.log.AddTask(commitlog.Task{Name: "key-compaction", Every: s.opts.Compact.Interval, Run: func(ctx context.Context, _ *commitlog.Log) error {
+			_, err := s.KeyCompact(ctx)
+			return err
+		}})
 	}
 	return nil
 }
@@ -146,11 +150,72 @@ func (s *Service) CreateTopic(ctx context.Context, cfg TopicConfig) error {
 	if cfg.RetentionBytes == 0 {
 		cfg.RetentionBytes = -1
 	}
+	if len(cfg.Configs) == 0 {
+		cfg.Configs = nil
+	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	typ := TypeCreateTopic
+	if cfg.Configs != nil {
+		typ = TypeCreateTopicConfigs
+		if err := s.waitEnabled(ctx, typ); err != nil {
+			return err
+		}
+	}
 	data, _ := json.Marshal(createEntry{TopicConfig: cfg, CreatedMs: time.Now().UnixMilli()})
-	_, err := s.propose(ctx, commitlog.Entry{Type: TypeCreateTopic, Data: data})
+	_, err := s.propose(ctx, commitlog.Entry{Type: typ, Data: data})
+	return err
+}
+
+// waitEnabled makes sure gated entry type typ is enabled, enabling it now
+// if every live agent supports it.
+func (s *Service) waitEnabled(ctx context.Context, typ uint16) error {
+	f := fmt.Sprintf("type:%d", typ)
+	if s.log.Enabled(f) {
+		return nil
+	}
+	if err := s.log.EnableFeatures(ctx); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.log.WaitEnabled(wctx, f); err != nil {
+		return fmt.Errorf("%w: topic configs other than retention wait until every live agent runs a version that has them: %w", commitlog.ErrNotCommitted, err)
+	}
+	return nil
+}
+
+// SetTopicConfigs replaces a topic's configs (retention and the others)
+// with cfg's; cfg.Name names the topic, its partition count is ignored.
+func (s *Service) SetTopicConfigs(ctx context.Context, cfg TopicConfig) error {
+	var cur topic
+	var ok bool
+	s.log.View(s.st, func() {
+		var t *topic
+		if t, ok = s.st.topics[cfg.Name]; ok {
+			cur = *t
+		}
+	})
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, cfg.Name)
+	}
+	cfg.Partitions = cur.Config.Partitions
+	if len(cfg.Configs) == 0 {
+		cfg.Configs = nil
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if cfg.Configs == nil && cur.Config.Configs == nil {
+		ms, bytes := cfg.RetentionMs, cfg.RetentionBytes
+		return s.AlterTopic(ctx, cfg.Name, 0, &ms, &bytes)
+	}
+	if err := s.waitEnabled(ctx, TypeSetTopicConfigs); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(setConfigsEntry{Name: cfg.Name, ID: cur.ID, RetentionMs: cfg.RetentionMs, RetentionBytes: cfg.RetentionBytes, Configs: cfg.Configs})
+	_, err := s.propose(ctx, commitlog.Entry{Type: TypeSetTopicConfigs, Data: data})
 	return err
 }
 
@@ -197,6 +262,7 @@ type TopicInfo struct {
 
 func (t *topic) info(withPartitions bool) TopicInfo {
 	ti := TopicInfo{TopicConfig: t.Config, CreatedMs: t.CreatedMs}
+	ti.Configs = cloneConfigs(t.Config.Configs) // callers may Set on theirs
 	if withPartitions {
 		for i, p := range t.Partitions {
 			ti.PartitionsInfo = append(ti.PartitionsInfo, PartitionInfo{Partition: int32(i), Start: p.Start, End: p.End, Bytes: p.Bytes})
@@ -332,10 +398,20 @@ func ProduceResults(res []any) ([]int64, []error, error) {
 // (a function's effects). One entry per batch, in order.
 func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog.Entry, error) {
 	now := time.Now().UnixMilli()
-	n, err := s.Partitions(topicName)
-	if err != nil {
-		return nil, err
+	var cfg TopicConfig
+	var ok bool
+	s.log.View(s.st, func() {
+		var t *topic
+		if t, ok = s.st.topics[topicName]; ok {
+			cfg = t.Config
+		}
+	})
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownTopic, topicName)
 	}
+	n := cfg.Partitions
+	maxMessage := cfg.MaxMessageBytes()
+	appendTime := cfg.LogAppendTime()
 	entries := make([]commitlog.Entry, 0, len(batches))
 	total := 0
 	for _, b := range batches {
@@ -361,10 +437,23 @@ func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog
 		if len(metas) == 0 {
 			return nil, &ProduceError{b.Partition, fmt.Errorf("%w: no records", ErrInvalidRecords)}
 		}
+		limit := maxMessage
+		if b.Raw == nil {
+			limit = int64(s.opts.MaxBatchBytes) // encoded here: one batch, however many records
+		}
+		if err := checkBatches(raw, metas, limit, cfg.Compacted()); err != nil {
+			return nil, &ProduceError{b.Partition, err}
+		}
+		if appendTime {
+			raw = stampAppendTime(raw, metas, now)
+		}
 		pe := produceEntry{Topic: topicName, Partition: b.Partition, AppendMs: now}
 		for _, m := range metas {
 			pe.Count += int64(m.LastOffsetDelta) + 1
 			pe.MaxTs = max(pe.MaxTs, m.MaxTimestamp)
+		}
+		if appendTime {
+			pe.MaxTs = now
 		}
 		if first, last := metas[0], metas[len(metas)-1]; first.ProducerID >= 0 {
 			if last.ProducerID != first.ProducerID || last.ProducerEpoch != first.ProducerEpoch {
@@ -377,10 +466,51 @@ func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog
 		data, _ := json.Marshal(pe)
 		entries = append(entries, commitlog.Entry{Type: TypeProduce, Data: data, Blob: raw})
 	}
-	if total > s.opts.MaxBatchBytes {
-		return nil, fmt.Errorf("%w: %d bytes of records, the limit is %d", ErrTooLarge, total, s.opts.MaxBatchBytes)
+	limit := int64(s.opts.MaxBatchBytes)
+	if _, set := cfg.Value("max.message.bytes"); set {
+		// A topic made for large records raises the agent's bound.
+		limit = max(limit, maxMessage)
+	}
+	if int64(total) > limit {
+		return nil, fmt.Errorf("%w: %d bytes of records, the limit is %d", ErrTooLarge, total, limit)
 	}
 	return entries, nil
+}
+
+// checkBatches applies a topic's configs to a produce: no batch larger than
+// max.message.bytes (as Kafka checks it, on the batch as sent), and on a
+// compacted topic no record without a key.
+func checkBatches(raw []byte, metas []records.BatchMeta, maxMessage int64, compacted bool) error {
+	for _, m := range metas {
+		if int64(m.Length) > maxMessage {
+			return fmt.Errorf("%w: a record batch of %d bytes is larger than the topic's max.message.bytes (%d)", ErrTooLarge, m.Length, maxMessage)
+		}
+		if compacted {
+			recs, _, err := records.Decode(raw[:m.Length], Decompress)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalidRecords, err)
+			}
+			for _, r := range recs {
+				if r.Key == nil {
+					return fmt.Errorf("%w: %w (record at offset delta %d has none)", ErrInvalidRecords, ErrNoKey, r.Offset-m.BaseOffset)
+				}
+			}
+		}
+		raw = raw[m.Length:]
+	}
+	return nil
+}
+
+// stampAppendTime returns a copy of raw whose batches carry the log append
+// time now (message.timestamp.type=LogAppendTime).
+func stampAppendTime(raw []byte, metas []records.BatchMeta, now int64) []byte {
+	out := append([]byte(nil), raw...)
+	b := out
+	for _, m := range metas {
+		_ = records.SetLogAppendTime(b[:m.Length], now) // checked by Split
+		b = b[m.Length:]
+	}
+	return out
 }
 
 // InitProducerID allocates an idempotent producer id (pid < 0), or bumps the
@@ -409,11 +539,15 @@ type FetchResult struct {
 // below it, as Kafka clients do.
 func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offset int64, maxBytes int, wait time.Duration) (FetchResult, error) {
 	deadline := time.Now().Add(wait)
+	// from is where the segments to read start: offset, or past segments
+	// key compaction emptied of everything at or above offset.
+	from := offset
 	for {
 		changed := s.log.Changed()
 		var segs []segment
 		var res FetchResult
 		var err error
+		more := false
 		s.log.View(s.st, func() {
 			var p *partition
 			if p, err = s.st.partition(topicName, part); err != nil {
@@ -424,14 +558,16 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 				err = &OffsetOutOfRangeError{Topic: topicName, Partition: part, Offset: offset, Start: p.Start, End: p.End}
 				return
 			}
+			from = max(from, p.Start)
 			i := sort.Search(len(p.Segments), func(i int) bool {
-				return p.Segments[i].Base+p.Segments[i].Count > offset
+				return p.Segments[i].Base+p.Segments[i].Count > from
 			})
 			size := 0
 			for ; i < len(p.Segments) && (len(segs) == 0 || size+int(p.Segments[i].Ref.Len) <= maxBytes); i++ {
 				segs = append(segs, p.Segments[i])
 				size += int(p.Segments[i].Ref.Len)
 			}
+			more = i < len(p.Segments)
 		})
 		if err != nil {
 			return res, err
@@ -454,19 +590,24 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 					}
 					return res, err
 				}
-				next := seg.Base
-				for len(blob) > 0 {
-					m, err := records.ParseMeta(blob)
-					if err != nil {
-						return res, fmt.Errorf("stored batch at %s/%d offset %d: %w", topicName, part, next, err)
+				err = eachBatch(seg, blob, func(b []byte, base int64, m records.BatchMeta) error {
+					last := base + int64(m.LastOffsetDelta)
+					if seg.Compacted {
+						// Its last records may be gone: a batch holding
+						// nothing at or above offset is no answer (readers
+						// that go by records would not move on).
+						m.BaseOffset = base
+						last = records.LastRecordOffset(b, m)
 					}
-					b := append([]byte(nil), blob[:m.Length]...)
-					records.SetBaseOffset(b, next)
-					next += int64(m.LastOffsetDelta) + 1
-					blob = blob[m.Length:]
-					if next > offset {
+					if last >= offset {
+						b = append([]byte(nil), b...)
+						records.SetBaseOffset(b, base)
 						res.Batches = append(res.Batches, b)
 					}
+					return nil
+				})
+				if err != nil {
+					return res, fmt.Errorf("stored batch at %s/%d: %w", topicName, part, err)
 				}
 			}
 			if replaced {
@@ -474,6 +615,11 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 			}
 			if len(res.Batches) > 0 {
 				return res, nil
+			}
+			if more {
+				last := segs[len(segs)-1]
+				from = last.Base + last.Count
+				continue
 			}
 		}
 		left := time.Until(deadline)
@@ -490,6 +636,29 @@ func (s *Service) Fetch(ctx context.Context, topicName string, part int32, offse
 			return res, ctx.Err()
 		}
 	}
+}
+
+// eachBatch calls fn with each batch of a segment's blob and its base
+// offset: produced blobs hold batches that follow each other from the
+// segment's base; compacted ones carry their own base offsets.
+func eachBatch(seg segment, blob []byte, fn func(b []byte, base int64, m records.BatchMeta) error) error {
+	next := seg.Base
+	for len(blob) > 0 {
+		m, err := records.ParseMeta(blob)
+		if err != nil {
+			return fmt.Errorf("offset %d: %w", next, err)
+		}
+		base := next
+		if seg.Compacted {
+			base = m.BaseOffset
+		}
+		if err := fn(blob[:m.Length], base, m); err != nil {
+			return err
+		}
+		next = base + int64(m.LastOffsetDelta) + 1
+		blob = blob[m.Length:]
+	}
+	return nil
 }
 
 // stillIndexed reports whether seg is still in the partition's index, above
@@ -655,25 +824,28 @@ func (s *Service) findRecord(ctx context.Context, topicName string, part int32, 
 		if err != nil {
 			return -1, -1, false, err
 		}
-		next := seg.Base
-		for len(blob) > 0 {
-			m, err := records.ParseMeta(blob)
-			if err != nil {
-				return -1, -1, false, fmt.Errorf("stored batch at %s/%d offset %d: %w", topicName, part, next, err)
-			}
-			b := append([]byte(nil), blob[:m.Length]...)
-			records.SetBaseOffset(b, next)
-			next += int64(m.LastOffsetDelta) + 1
-			blob = blob[m.Length:]
+		var found *records.Record
+		errFound := errors.New("found")
+		err = eachBatch(seg, blob, func(b []byte, base int64, _ records.BatchMeta) error {
+			b = append([]byte(nil), b...)
+			records.SetBaseOffset(b, base)
 			recs, _, err := records.Decode(b, Decompress)
 			if err != nil {
-				return -1, -1, false, err
+				return err
 			}
 			for _, r := range recs {
 				if r.Offset >= start && recOK(r) {
-					return r.Offset, r.Timestamp, true, nil
+					found = &r
+					return errFound
 				}
 			}
+			return nil
+		})
+		if found != nil {
+			return found.Offset, found.Timestamp, true, nil
+		}
+		if err != nil {
+			return -1, -1, false, fmt.Errorf("stored batch at %s/%d: %w", topicName, part, err)
 		}
 	}
 	return -1, -1, false, nil

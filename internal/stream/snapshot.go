@@ -21,8 +21,15 @@ import (
 // JSON. Restore reads both.
 const formatSnapshot2 = "format:streams-snapshot:2"
 
-// snapMagic starts an encoding-2 snapshot; a JSON one starts with '{'.
-const snapMagic = "TWST\x02"
+// formatSnapshot3 adds topic configs and segment flags to encoding 2.
+const formatSnapshot3 = "format:streams-snapshot:3"
+
+// snapMagic starts an encoding-2 snapshot, snapMagic3 an encoding-3 one; a
+// JSON one starts with '{'.
+const (
+	snapMagic  = "TWST\x02"
+	snapMagic3 = "TWST\x03"
+)
 
 // formatEpochBump is the apply rule that accepts a batch of an idempotent
 // producer at a higher epoch than allotted when it starts at sequence 0
@@ -30,7 +37,9 @@ const snapMagic = "TWST\x02"
 // entries alike, so the rule is a feature the fleet enables.
 const formatEpochBump = "format:streams-producer-epoch-bump:1"
 
-func (s *state) Formats() []string { return []string{formatSnapshot2, formatEpochBump} }
+func (s *state) Formats() []string {
+	return []string{formatSnapshot2, formatEpochBump, formatSnapshot3}
+}
 
 func (s *state) UseFeatures(enabled func(string) bool) { s.enabled = enabled }
 
@@ -55,6 +64,7 @@ type capturedTopic struct {
 }
 
 type captured struct {
+	needs3    bool            // configs or compacted segments
 	topics    []capturedTopic // sorted by name
 	producers []capturedProducer
 	nextPID   int64
@@ -67,9 +77,15 @@ func (s *state) capture() *captured {
 	}
 	sortProducers(c.producers)
 	for name, t := range s.topics {
+		if len(t.Config.Configs) > 0 {
+			c.needs3 = true
+		}
 		ct := capturedTopic{name: name, config: t.Config, id: t.ID, createdMs: t.CreatedMs, partitions: make([]capturedPartition, len(t.Partitions))}
 		for i, p := range t.Partitions {
 			cp := capturedPartition{start: p.Start, end: p.End, bytes: p.Bytes, segs: p.Segments[:len(p.Segments):len(p.Segments)]}
+			for k := 0; !c.needs3 && k < len(cp.segs); k++ {
+				c.needs3 = cp.segs[k].Compacted
+			}
 			for id, ps := range p.Producers {
 				cp.producers = append(cp.producers, capturedProducer{id: id, epoch: ps.Epoch, recent: append([]seqBatch(nil), ps.Recent...)})
 			}
@@ -89,8 +105,15 @@ func sortProducers(ps []capturedProducer) {
 // Snapshot captures the state cheaply; the returned function encodes it.
 func (s *state) Snapshot() func() ([]byte, error) {
 	c := s.capture()
+	// Configs and compacted segments exist only once the fleet enabled the
+	// gated types that make them, which every agent understanding them
+	// also reads encoding 3 for.
+	// (Encoding 1, JSON, carries them too.)
+	if s.enabled != nil && (s.enabled(formatSnapshot3) || (c.needs3 && s.enabled(formatSnapshot2))) {
+		return func() ([]byte, error) { return c.encodeBinary(3), nil }
+	}
 	if s.enabled != nil && s.enabled(formatSnapshot2) {
-		return func() ([]byte, error) { return c.encodeBinary(), nil }
+		return func() ([]byte, error) { return c.encodeBinary(2), nil }
 	}
 	return c.encodeJSON
 }
@@ -130,16 +153,28 @@ func (c *captured) encodeJSON() ([]byte, error) {
 //	  uvarint id; varint created_ms; uvarint partitions; each:
 //	    varint start, end, bytes
 //	    uvarint producers; each: varint pid, epoch; uvarint n; n × varint first, last, base
-//	    uvarint segments; each: varint base-(previous end), uvarint count,
+//	    uvarint segments; each: varint base-(previous end; for the first
+//	      segment its own base, so 0: restore places the segments so that
+//	      the last ends at end), uvarint count,
 //	      key: uvarint bytes shared with the previous segment's key, string rest;
 //	      uvarint off, uvarint len, u32 crc (little endian),
 //	      varint max_ts-(previous max_ts), varint append_ms-(previous append_ms)
 //
 // Strings are uvarint length and bytes. Keys are front-coded: chunk keys
 // start with their time, so neighbours share most of it.
-func (c *captured) encodeBinary() []byte {
+//
+// Encoding 3 ("TWST" 0x03) is encoding 2 with, after each topic's
+// created_ms, uvarint n and n × (string name, string value), the topic's
+// configs sorted by name; the first segment's base relative to 0 (segments
+// may have gaps, and need not end at the end offset); and after each
+// segment's append_ms a uvarint of flags (1: compacted).
+func (c *captured) encodeBinary(version int) []byte {
 	var w snapWriter
-	w.b = append(w.b, snapMagic...)
+	if version >= 3 {
+		w.b = append(w.b, snapMagic3...)
+	} else {
+		w.b = append(w.b, snapMagic...)
+	}
 	w.uvarint(uint64(c.nextPID))
 	w.uvarint(uint64(len(c.producers)))
 	for _, p := range c.producers {
@@ -154,6 +189,18 @@ func (c *captured) encodeBinary() []byte {
 		w.varint(t.config.RetentionBytes)
 		w.uvarint(t.id)
 		w.varint(t.createdMs)
+		if version >= 3 {
+			names := make([]string, 0, len(t.config.Configs))
+			for k := range t.config.Configs {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			w.uvarint(uint64(len(names)))
+			for _, k := range names {
+				w.str(k)
+				w.str(t.config.Configs[k])
+			}
+		}
 		w.uvarint(uint64(len(t.partitions)))
 		for _, p := range t.partitions {
 			w.varint(p.start)
@@ -173,7 +220,9 @@ func (c *captured) encodeBinary() []byte {
 			w.uvarint(uint64(len(p.segs)))
 			var next, ts, am int64
 			var key string
-			if len(p.segs) > 0 {
+			if len(p.segs) > 0 && version < 3 {
+				// Encoding 2 writes the first base as 0; restore puts
+				// its segments back in place from the end offset.
 				next = p.segs[0].Base
 			}
 			for _, seg := range p.segs {
@@ -188,6 +237,13 @@ func (c *captured) encodeBinary() []byte {
 				w.b = binary.LittleEndian.AppendUint32(w.b, seg.Ref.CRC)
 				w.varint(seg.MaxTs - ts)
 				w.varint(seg.AppendMs - am)
+				if version >= 3 {
+					var flags uint64
+					if seg.Compacted {
+						flags |= 1
+					}
+					w.uvarint(flags)
+				}
 				next, ts, am = seg.Base+seg.Count, seg.MaxTs, seg.AppendMs
 			}
 		}
@@ -213,7 +269,10 @@ func (w *snapWriter) str(s string)     { w.uvarint(uint64(len(s))); w.b = append
 
 func (s *state) Restore(b []byte) error {
 	if len(b) >= len(snapMagic) && string(b[:len(snapMagic)]) == snapMagic {
-		return s.restoreBinary(b[len(snapMagic):])
+		return s.restoreBinary(b[len(snapMagic):], 2)
+	}
+	if len(b) >= len(snapMagic3) && string(b[:len(snapMagic3)]) == snapMagic3 {
+		return s.restoreBinary(b[len(snapMagic3):], 3)
 	}
 	if len(b) > 0 && b[0] != '{' {
 		return fmt.Errorf("streams snapshot: unknown encoding (first bytes %q)", b[:min(len(b), 5)])
@@ -300,7 +359,7 @@ func (r *snapReader) fail() {
 	r.b = nil
 }
 
-func (s *state) restoreBinary(b []byte) error {
+func (s *state) restoreBinary(b []byte, version int) error {
 	r := &snapReader{b: b}
 	ns := newState()
 	ns.enabled = s.enabled
@@ -318,6 +377,15 @@ func (s *state) restoreBinary(b []byte) error {
 		t.Config.RetentionBytes = r.varint()
 		t.ID = r.uvarint()
 		t.CreatedMs = r.varint()
+		if version >= 3 {
+			if n := r.count(2); n > 0 {
+				t.Config.Configs = make(map[string]string, n)
+				for range n {
+					k := r.str()
+					t.Config.Configs[k] = r.str()
+				}
+			}
+		}
 		np := r.count(4)
 		t.Partitions = make([]*partition, np)
 		for i := range np {
@@ -357,7 +425,18 @@ func (s *state) restoreBinary(b []byte) error {
 				seg.Ref = commitlog.Ref{Key: key, Off: int64(r.uvarint()), Len: int64(r.uvarint()), CRC: r.u32()}
 				seg.MaxTs = ts + r.varint()
 				seg.AppendMs = am + r.varint()
+				if version >= 3 {
+					seg.Compacted = r.uvarint()&1 != 0
+				}
 				next, ts, am = seg.Base+seg.Count, seg.MaxTs, seg.AppendMs
+			}
+			if version < 3 && len(p.Segments) > 0 {
+				// Encoding 2 lost the first segment's base; its segments
+				// have no gaps and end at the partition's end offset.
+				shift := p.End - next
+				for k := range p.Segments {
+					p.Segments[k].Base += shift
+				}
 			}
 			t.Partitions[i] = p
 		}

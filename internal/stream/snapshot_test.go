@@ -40,11 +40,15 @@ func TestSnapshotEncodingsAgreeAndCapturesStayPut(t *testing.T) {
 		if !bytes.Equal(gotJSON, want) {
 			t.Fatalf("seed %d: the capture changed after later applies:\n%s\n%s", seed, gotJSON, want)
 		}
-		bin := c.encodeBinary()
-		if !bytes.Equal(bin, ref.capture().encodeBinary()) {
+		bin := c.encodeBinary(3)
+		if !bytes.Equal(bin, ref.capture().encodeBinary(3)) {
 			t.Fatalf("seed %d: binary encoding not deterministic", seed)
 		}
-		for name, enc := range map[string][]byte{"json": gotJSON, "binary": bin} {
+		encs := map[string][]byte{"json": gotJSON, "binary": bin}
+		if !c.needs3 {
+			encs["binary 2"] = c.encodeBinary(2)
+		}
+		for name, enc := range encs {
 			r := newState()
 			if err := r.Restore(enc); err != nil {
 				t.Fatalf("seed %d: restore %s: %v", seed, name, err)
@@ -86,7 +90,13 @@ func TestSnapshotEncodingFollowsTheFeature(t *testing.T) {
 	s := newState()
 	on := false
 	s.UseFeatures(func(name string) bool { return on && name == formatSnapshot2 })
-	applyAll(s, randomEntries(rand.New(rand.NewPCG(1, 1)), 100), 0)
+	var plain []commitlog.Entry // without configs, so encoding 2 it is
+	for _, e := range randomEntries(rand.New(rand.NewPCG(1, 1)), 100) {
+		if e.Type != TypeCreateTopicConfigs && e.Type != TypeSetTopicConfigs && e.Type != TypeKeyCompact {
+			plain = append(plain, e)
+		}
+	}
+	applyAll(s, plain, 0)
 	b, _ := s.Snapshot()()
 	if b[0] != '{' {
 		t.Fatalf("wrote %q before the format was enabled", b[:5])
@@ -107,20 +117,22 @@ func FuzzRestoreBinary(f *testing.F) {
 	for seed := range uint64(8) {
 		s := newState()
 		applyAll(s, randomEntries(rand.New(rand.NewPCG(seed, 3)), 200), 0)
-		f.Add(s.capture().encodeBinary())
+		f.Add(s.capture().encodeBinary(2))
+		f.Add(s.capture().encodeBinary(3))
 	}
 	f.Add([]byte(snapMagic))
+	f.Add([]byte(snapMagic3))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := newState()
 		if err := s.Restore(b); err != nil {
 			return
 		}
-		again := s.capture().encodeBinary()
+		again := s.capture().encodeBinary(3)
 		r := newState()
 		if err := r.Restore(again); err != nil {
 			t.Fatalf("re-encoded snapshot does not restore: %v", err)
 		}
-		if !bytes.Equal(r.capture().encodeBinary(), again) {
+		if !bytes.Equal(r.capture().encodeBinary(3), again) {
 			t.Fatal("re-encoding is not stable")
 		}
 	})
@@ -170,7 +182,7 @@ func TestBinarySnapshotThroughTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(body), snapMagic) {
+	if !strings.HasPrefix(string(body), snapMagic3) {
 		t.Fatalf("snapshot body starts %q, want the binary encoding", body[:5])
 	}
 	svc.Close()

@@ -20,6 +20,10 @@ const (
 	TypeProduce       uint16 = 104
 	TypeTruncate      uint16 = 105
 	TypeInitProducer  uint16 = 106
+	// Gated (docs/FORMAT.md): topic configs beyond retention, and key
+	// compaction (keycompact.go).
+	TypeCreateTopicConfigs uint16 = 108
+	TypeSetTopicConfigs    uint16 = 109
 )
 
 // Errors. Each says what was wrong; the HTTP and Kafka front doors map them to
@@ -32,6 +36,8 @@ var (
 	ErrInvalidConfig    = errors.New("invalid topic config")
 	ErrInvalidRecords   = errors.New("invalid records")
 	ErrTooLarge         = errors.New("request too large")
+	// ErrNoKey: a compacted topic takes only records with a key.
+	ErrNoKey = errors.New("a compacted topic (cleanup.policy=compact) takes only records with a key")
 	// Idempotent producers (Kafka's semantics).
 	ErrOutOfOrderSequence   = errors.New("out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("producer epoch is stale: a newer producer with this id exists")
@@ -70,6 +76,10 @@ type TopicConfig struct {
 	RetentionMs int64 `json:"retention_ms"`
 	// RetentionBytes: per partition; -1 means no limit (the default).
 	RetentionBytes int64 `json:"retention_bytes"`
+	// Configs holds the other configs the topic sets explicitly, by Kafka
+	// name, normalized (topicconfig.go). Entry types 100 and 103 never
+	// carry them; 108 and 109 do.
+	Configs map[string]string `json:"configs,omitempty"`
 }
 
 // MaxPartitions bounds partitions per topic.
@@ -88,7 +98,7 @@ func (c *TopicConfig) validate() error {
 	if c.RetentionBytes == 0 || c.RetentionBytes < -1 {
 		return fmt.Errorf("%w: retention_bytes must be positive or -1 (unlimited), got %d", ErrInvalidConfig, c.RetentionBytes)
 	}
-	return nil
+	return c.validateConfigs()
 }
 
 // segment is one produced blob: count offsets starting at Base, stored at Ref.
@@ -98,6 +108,10 @@ type segment struct {
 	Ref      commitlog.Ref `json:"r"`
 	MaxTs    int64         `json:"t"`
 	AppendMs int64         `json:"a"`
+	// Compacted: written by key compaction (keycompact.go). Its batches
+	// carry their own base offsets (a compacted blob has gaps), where a
+	// produced blob's batches follow each other from Base.
+	Compacted bool `json:"c,omitempty"`
 }
 
 type partition struct {
@@ -172,6 +186,16 @@ type createEntry struct {
 	CreatedMs int64 `json:"created_ms"`
 }
 
+// setConfigsEntry is the payload of TypeSetTopicConfigs: the topic's whole
+// config set (retention and the others), replacing what it had.
+type setConfigsEntry struct {
+	Name           string            `json:"name"`
+	ID             uint64            `json:"id"`
+	RetentionMs    int64             `json:"retention_ms"`
+	RetentionBytes int64             `json:"retention_bytes"`
+	Configs        map[string]string `json:"configs"`
+}
+
 type alterEntry struct {
 	Name           string `json:"name"`
 	Partitions     int32  `json:"partitions,omitempty"`
@@ -201,7 +225,14 @@ func newState() *state { return &state{topics: map[string]*topic{}, producers: m
 func (s *state) Name() string { return "streams" }
 
 func (s *state) Types() []uint16 {
-	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer, TypeCompact}
+	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer, TypeCompact,
+		TypeCreateTopicConfigs, TypeSetTopicConfigs, TypeKeyCompact}
+}
+
+// GatedTypes are the types added after the first release: usable once the
+// fleet enabled them.
+func (s *state) GatedTypes() []uint16 {
+	return []uint16{TypeCreateTopicConfigs, TypeSetTopicConfigs, TypeKeyCompact}
 }
 
 func (s *state) Reset() {
@@ -281,10 +312,16 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		s.nextPID++
 		s.producers[s.nextPID] = 0
 		return ProducerID{ID: s.nextPID, Epoch: 0}
-	case TypeCreateTopic:
+	case TypeCreateTopic, TypeCreateTopicConfigs:
 		var ce createEntry
 		if err := json.Unmarshal(e.Data, &ce); err != nil {
 			return fmt.Errorf("malformed create entry: %v", err)
+		}
+		if e.Type == TypeCreateTopic {
+			ce.Configs = nil // as agents before type 108 apply it
+		}
+		if len(ce.Configs) == 0 {
+			ce.Configs = nil
 		}
 		if err := ce.validate(); err != nil {
 			return err
@@ -338,8 +375,26 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		}
 		t.Config = cfg
 		return nil
+	case TypeSetTopicConfigs:
+		var se setConfigsEntry
+		if err := json.Unmarshal(e.Data, &se); err != nil {
+			return fmt.Errorf("malformed topic configs entry: %v", err)
+		}
+		t, ok := s.topics[se.Name]
+		if !ok || (se.ID != 0 && t.ID != se.ID) {
+			return fmt.Errorf("%w: %s", ErrUnknownTopic, se.Name)
+		}
+		cfg := t.Config
+		cfg.RetentionMs, cfg.RetentionBytes, cfg.Configs = se.RetentionMs, se.RetentionBytes, cloneConfigs(se.Configs)
+		if err := cfg.validate(); err != nil {
+			return err
+		}
+		t.Config = cfg
+		return nil
 	case TypeCompact:
 		return s.applyCompact(e)
+	case TypeKeyCompact:
+		return s.applyKeyCompact(e)
 	case TypeTruncate:
 		var te truncateEntry
 		if err := json.Unmarshal(e.Data, &te); err != nil {
@@ -443,6 +498,9 @@ func (s *state) Maintain(now time.Time) []commitlog.Entry {
 	sort.Strings(names)
 	for _, name := range names {
 		t := s.topics[name]
+		if !t.Config.Deletes() {
+			continue // cleanup.policy=compact alone: no retention, as Kafka
+		}
 		for i, p := range t.Partitions {
 			cut := p.Start
 			bytes := p.Bytes

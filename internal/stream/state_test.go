@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,26 @@ func randomEntries(rng *rand.Rand, n int) []commitlog.Entry {
 	}
 	for i := range n {
 		name := names[rng.IntN(len(names))]
-		switch rng.IntN(13) {
+		switch rng.IntN(16) {
+		case 13:
+			cfgs := map[string]string{"cleanup.policy": []string{"compact", "delete", "compact,delete"}[rng.IntN(3)]}
+			if rng.IntN(2) == 0 {
+				cfgs["max.message.bytes"] = fmt.Sprint(rng.IntN(5000))
+			}
+			if rng.IntN(5) == 0 {
+				cfgs["no.such.config"] = "1"
+			}
+			out = append(out, mk(TypeCreateTopicConfigs, createEntry{TopicConfig: TopicConfig{Name: name, Partitions: int32(rng.IntN(3) + 1), RetentionMs: -1, RetentionBytes: -1, Configs: cfgs}, CreatedMs: int64(i)}))
+		case 14:
+			cfgs := map[string]string{"segment.bytes": fmt.Sprint(rng.IntN(1 << 20)), "message.timestamp.type": "LogAppendTime"}
+			out = append(out, mk(TypeSetTopicConfigs, setConfigsEntry{Name: name, RetentionMs: int64(rng.IntN(3) - 1), RetentionBytes: -1, Configs: cfgs}))
+		case 15:
+			base := int64(rng.IntN(40))
+			e := mk(TypeKeyCompact, keyCompactEntry{Topic: name, ID: uint64(rng.IntN(20)), Partition: int32(rng.IntN(3)), Base: base, End: base + int64(rng.IntN(30)), Segments: rng.IntN(4), Digest: uint32(rng.IntN(3)), Empty: rng.IntN(3) == 0})
+			if !strings.Contains(string(e.Data), `"empty":true`) {
+				e.Ref = commitlog.Ref{Key: "chunks/k", Off: int64(i), Len: int64(rng.IntN(2000))}
+			}
+			out = append(out, e)
 		case 12:
 			base := int64(rng.IntN(40))
 			e := mk(TypeCompact, compactEntry{Topic: name, ID: uint64(rng.IntN(20)), Partition: int32(rng.IntN(3)), Base: base, End: base + int64(rng.IntN(30)), Segments: rng.IntN(5)})
