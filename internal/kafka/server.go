@@ -144,6 +144,13 @@ type Config struct {
 	NoAutoCreateTopics bool
 	// AgentTTL and AgentRefresh tune the agent registry (see agents.go).
 	AgentTTL, AgentRefresh time.Duration
+	// TxnLeaseDuration is how long the transaction coordinator's lease
+	// lasts unrenewed before another agent takes over (txn.go). Default
+	// DefaultTxnLeaseDuration.
+	TxnLeaseDuration time.Duration
+	// TxnMaxTimeout bounds the transaction timeout a producer may ask for
+	// (Kafka's transaction.max.timeout.ms). Default DefaultTxnMaxTimeout.
+	TxnMaxTimeout time.Duration
 
 	// decompress is codec.Decompress unless a test replaces it.
 	decompress records.Decompressor
@@ -171,6 +178,7 @@ type Server struct {
 
 	agents *registry
 	topics topicIDs
+	txn    *txnCoordinator
 }
 
 // NewServer returns a server for cfg. It does not listen yet.
@@ -221,6 +229,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.AgentRefresh <= 0 {
 		cfg.AgentRefresh = DefaultAgentRefresh
 	}
+	if cfg.TxnLeaseDuration <= 0 {
+		cfg.TxnLeaseDuration = DefaultTxnLeaseDuration
+	}
+	if cfg.TxnMaxTimeout <= 0 {
+		cfg.TxnMaxTimeout = DefaultTxnMaxTimeout
+	}
 	s := &Server{
 		cfg:   cfg,
 		svc:   cfg.Service,
@@ -228,6 +242,7 @@ func NewServer(cfg Config) *Server {
 		conns: map[*conn]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.txn = &txnCoordinator{s: s, lease: cfg.TxnLeaseDuration}
 	return s
 }
 
@@ -347,6 +362,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.agents.run(s.ctx, s.cfg.AgentRefresh)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.txn.run(s.ctx)
 	}()
 	go func() {
 		<-s.ctx.Done()

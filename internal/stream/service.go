@@ -373,6 +373,15 @@ func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog
 			pe.PID, pe.Epoch = first.ProducerID, first.ProducerEpoch
 			pe.FirstSeq, pe.LastSeq = first.BaseSequence, last.BaseSequence+last.LastOffsetDelta
 		}
+		for _, m := range metas {
+			if m.IsControl() {
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: control batches are written by transactions only", ErrInvalidRecords)}
+			}
+			if m.IsTransactional() != metas[0].IsTransactional() || (m.IsTransactional() && m.ProducerID < 0) {
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: transactional and other batches in one request", ErrInvalidRecords)}
+			}
+		}
+		pe.Txn = metas[0].IsTransactional()
 		total += len(raw)
 		data, _ := json.Marshal(pe)
 		entries = append(entries, commitlog.Entry{Type: TypeProduce, Data: data, Blob: raw})
@@ -515,9 +524,12 @@ func (s *Service) Read(ctx context.Context, topicName string, part int32, offset
 	}
 	var out []records.Record
 	for _, b := range res.Batches {
-		recs, _, err := records.Decode(b, Decompress)
+		recs, m, err := records.Decode(b, Decompress)
 		if err != nil {
 			return nil, res, err
+		}
+		if m.IsControl() {
+			continue // a transaction marker, not a record
 		}
 		for _, r := range recs {
 			if r.Offset >= offset && r.Offset >= res.LogStart && len(out) < max {
