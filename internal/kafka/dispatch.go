@@ -89,7 +89,11 @@ func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Reque
 		}
 	}
 	if isGroupAPI(h.key) {
-		return s.serveGroup(ctx, c, h, req), false
+		resp := s.serveGroup(ctx, c, h, req)
+		if r, ok := req.(*kmsg.OffsetFetchRequest); ok && r.RequireStable {
+			s.markUnstable(ctx, r, resp)
+		}
+		return resp, false
 	}
 	// parseRequest admits only the APIs above.
 	c.log.Error("kafka request admitted but not dispatched; closing the connection", "api", kmsg.NameForKey(h.key))

@@ -630,3 +630,52 @@ func (s *Server) listTransactions(ctx context.Context, req *kmsg.ListTransaction
 	}
 	return resp
 }
+
+// markUnstable answers UNSTABLE_OFFSET_COMMIT (KIP-447), which clients
+// retry, for the groups of an OffsetFetch asking for stable offsets while a
+// transaction that may commit offsets for them is open: a consumer taking
+// over partitions must not start from offsets that the transaction is
+// about to replace.
+func (s *Server) markUnstable(ctx context.Context, req *kmsg.OffsetFetchRequest, r kmsg.Response) {
+	resp, ok := r.(*kmsg.OffsetFetchResponse)
+	if !ok {
+		return
+	}
+	if err := s.svc.Sync(ctx); err != nil {
+		s.log.Warn("kafka offset fetch: cannot catch up with the log to check for open transactions", "err", err)
+	}
+	open := map[string]bool{}
+	for _, x := range s.svc.Transactions() {
+		if x.State == stream.TxnOngoing {
+			for _, g := range x.Groups {
+				open[g] = true
+			}
+		}
+	}
+	if len(open) == 0 {
+		return
+	}
+	code := kerr.UnstableOffsetCommit.Code
+	if req.Version < 8 {
+		if open[req.Group] && resp.ErrorCode == 0 {
+			resp.ErrorCode = code
+			for i := range resp.Topics {
+				for j := range resp.Topics[i].Partitions {
+					resp.Topics[i].Partitions[j].ErrorCode = code
+				}
+			}
+		}
+		return
+	}
+	for i := range resp.Groups {
+		g := &resp.Groups[i]
+		if open[g.Group] && g.ErrorCode == 0 {
+			g.ErrorCode = code
+			for j := range g.Topics {
+				for k := range g.Topics[j].Partitions {
+					g.Topics[j].Partitions[k].ErrorCode = code
+				}
+			}
+		}
+	}
+}
