@@ -73,20 +73,20 @@ type KafkaResult struct {
 	// protocol) at the same record size and partitions.
 	// The secured phase, with KafkaOptions.TLS or SASL: its produce
 	// MB/s, latencies and its ratio to the plaintext phase above.
-	Secure           string        `json:"secure,omitempty"`
-	SecureProduceMBs float64       `json:"secure_produce_mb_s,omitempty"`
-	SecureProduceP50 float64       `json:"secure_produce_p50_ms,omitempty"`
-	SecureProduceP99 float64       `json:"secure_produce_p99_ms,omitempty"`
-	SecureRatio      float64       `json:"secure_ratio,omitempty"`
+	Secure           string  `json:"secure,omitempty"`
+	SecureProduceMBs float64 `json:"secure_produce_mb_s,omitempty"`
+	SecureProduceP50 float64 `json:"secure_produce_p50_ms,omitempty"`
+	SecureProduceP99 float64 `json:"secure_produce_p99_ms,omitempty"`
+	SecureRatio      float64 `json:"secure_ratio,omitempty"`
 	// The transactional phase, with KafkaOptions.Transactional: its
 	// produce MB/s, the latency of one transaction (begin to committed),
 	// and its ratio to the idempotent phase above.
-	TxnProduceMBs float64 `json:"txn_produce_mb_s,omitempty"`
-	TxnP50Ms      float64 `json:"txn_p50_ms,omitempty"`
-	TxnP99Ms      float64 `json:"txn_p99_ms,omitempty"`
-	TxnRecords    int64   `json:"txn_records,omitempty"`
-	TxnCount      int64   `json:"txn_transactions,omitempty"`
-	TxnRatio      float64 `json:"txn_ratio,omitempty"`
+	TxnProduceMBs    float64       `json:"txn_produce_mb_s,omitempty"`
+	TxnP50Ms         float64       `json:"txn_p50_ms,omitempty"`
+	TxnP99Ms         float64       `json:"txn_p99_ms,omitempty"`
+	TxnRecords       int64         `json:"txn_records,omitempty"`
+	TxnCount         int64         `json:"txn_transactions,omitempty"`
+	TxnRatio         float64       `json:"txn_ratio,omitempty"`
 	DirectProduceMBs float64       `json:"direct_produce_mb_s"`
 	KafkaRatio       float64       `json:"kafka_ratio"` // KafkaProduceMBs / DirectProduceMBs
 	Direct           ProduceResult `json:"direct"`
