@@ -48,6 +48,9 @@ type KafkaOptions struct {
 	// measureKafkaTxn), reported against the idempotent one of the same
 	// run.
 	Transactional bool
+	// TxnProducers is the number of transactional producers. Default
+	// DefaultTxnProducers.
+	TxnProducers int
 }
 
 // kafkaSecurity is how a Kafka phase connects.
@@ -86,6 +89,7 @@ type KafkaResult struct {
 	TxnP99Ms         float64       `json:"txn_p99_ms,omitempty"`
 	TxnRecords       int64         `json:"txn_records,omitempty"`
 	TxnCount         int64         `json:"txn_transactions,omitempty"`
+	TxnProducers     int           `json:"txn_producers,omitempty"`
 	TxnRatio         float64       `json:"txn_ratio,omitempty"`
 	DirectProduceMBs float64       `json:"direct_produce_mb_s"`
 	KafkaRatio       float64       `json:"kafka_ratio"` // KafkaProduceMBs / DirectProduceMBs
@@ -141,7 +145,11 @@ func Kafka(ctx context.Context, b bucket.Bucket, opts KafkaOptions) (KafkaResult
 		if err != nil {
 			return KafkaResult{}, err
 		}
-		if kerr = measureKafkaTxn(ctx, tpb, po, &res); kerr == nil && res.KafkaProduceMBs > 0 {
+		producers := opts.TxnProducers
+		if producers <= 0 {
+			producers = DefaultTxnProducers
+		}
+		if kerr = measureKafkaTxn(ctx, tpb, po, producers, &res); kerr == nil && res.KafkaProduceMBs > 0 {
 			res.TxnRatio = res.TxnProduceMBs / res.KafkaProduceMBs
 		}
 	}

@@ -20,16 +20,16 @@ import (
 // TxnRecords is the size of a transaction in the transactional phase.
 const TxnRecords = 100
 
-// TxnProducers is how many transactional producers run at once: one
-// producer's transactions are sequential, so a service scales them out by
+// DefaultTxnProducers is how many transactional producers run at once:
+// one producer's transactions are sequential, so a service scales out by
 // running several, as Kafka Streams runs one per task.
-const TxnProducers = 8
+const DefaultTxnProducers = 32
 
-// measureKafkaTxn is the transactional phase: TxnProducers franz-go
+// measureKafkaTxn is the transactional phase: o.producers franz-go
 // producers, each with its own transactional id, produce transactions of
 // TxnRecords records (begin, produce, commit) for the phase's duration;
 // then a read_committed consumer must read every committed record.
-func measureKafkaTxn(ctx context.Context, b bucket.Bucket, o ProduceOptions, res *KafkaResult) error {
+func measureKafkaTxn(ctx context.Context, b bucket.Bucket, o ProduceOptions, producers int, res *KafkaResult) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	logOpts := o.Log
 	if logOpts.Logger == nil {
@@ -62,8 +62,8 @@ func measureKafkaTxn(ctx context.Context, b bucket.Bucket, o ProduceOptions, res
 	deadline := time.Now().Add(o.Duration)
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make([]error, TxnProducers)
-	for i := range TxnProducers {
+	errs := make([]error, producers)
+	for i := range producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -128,7 +128,7 @@ func measureKafkaTxn(ctx context.Context, b bucket.Bucket, o ProduceOptions, res
 		}
 		n += int64(fs.NumRecords())
 	}
-	res.TxnRecords, res.TxnCount = produced.Load(), txns.Load()
+	res.TxnRecords, res.TxnCount, res.TxnProducers = produced.Load(), txns.Load(), producers
 	res.TxnProduceMBs = float64(produced.Load()) * float64(o.RecordSize) / 1e6 / elapsed.Seconds()
 	res.TxnP50Ms, res.TxnP99Ms = Millis(lat.Percentile(50)), Millis(lat.Percentile(99))
 	return nil

@@ -184,10 +184,7 @@ func (t *txnCoordinator) abortExpired(ctx context.Context) {
 		if x.State != stream.TxnOngoing || now.UnixMilli()-x.StartMs <= x.TimeoutMs {
 			continue
 		}
-		var marker []byte
-		if len(x.Partitions) > 0 {
-			marker = records.EncodeControl(x.PID, x.Epoch+1, false, 0, now.UnixMilli())
-		}
+		marker := records.EncodeControl(x.PID, x.Epoch+1, false, 0, now.UnixMilli())
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, res, err := t.s.svc.Log().Propose(pctx, stream.TxnTimeoutEntry(x, now.UnixMilli(), marker))
 		cancel()
@@ -334,8 +331,10 @@ func (s *Server) initTxnProducer(ctx context.Context, req *kmsg.InitProducerIDRe
 	}
 	res, err := s.proposeTxn(ctx, func() ([]commitlog.Entry, error) {
 		now := time.Now().UnixMilli()
+		// The abort marker of an open transaction, in case apply finds
+		// one (the blob is unreferenced otherwise).
 		var marker []byte
-		if x, ok := s.svc.Transaction(id); ok && x.State == stream.TxnOngoing && len(x.Partitions) > 0 {
+		if x, ok := s.svc.Transaction(id); ok {
 			marker = records.EncodeControl(x.PID, x.Epoch+1, false, 0, now)
 		}
 		return []commitlog.Entry{stream.TxnInitEntry(id, int64(req.TransactionTimeoutMillis), now, marker)}, nil
@@ -387,13 +386,12 @@ func (s *Server) addPartitionsToTxn(ctx context.Context, req *kmsg.AddPartitions
 		return respond()
 	}
 	writes := s.topicAuth(ctx, auth.OpWrite)
-	var parts []stream.TxnPartition
 	failed := false
 	for _, t := range req.Topics {
 		code := int16(0)
-		tid, n, ok := s.svc.TopicID(t.Topic)
+		_, n, ok := s.svc.TopicID(t.Topic)
 		if !ok && s.svc.Sync(ctx) == nil {
-			tid, n, ok = s.svc.TopicID(t.Topic)
+			_, n, ok = s.svc.TopicID(t.Topic)
 		}
 		switch {
 		case writes.check(t.Topic) != nil:
@@ -414,7 +412,6 @@ func (s *Server) addPartitionsToTxn(ctx context.Context, req *kmsg.AddPartitions
 				codes[t.Topic][p] = c
 				continue
 			}
-			parts = append(parts, stream.TxnPartition{Topic: t.Topic, TopicID: tid, Partition: p})
 		}
 	}
 	if failed {
@@ -422,11 +419,13 @@ func (s *Server) addPartitionsToTxn(ctx context.Context, req *kmsg.AddPartitions
 		setAll(kerr.OperationNotAttempted.Code)
 		return respond()
 	}
-	res, err := s.proposeTxn(ctx, func() ([]commitlog.Entry, error) {
-		return []commitlog.Entry{stream.TxnAddPartitionsEntry(req.TransactionalID, req.ProducerID, req.ProducerEpoch, time.Now().UnixMilli(), parts)}, nil
-	})
-	if err == nil {
-		err = resultErr(res)
+	// Nothing to commit: a partition joins the transaction with its first
+	// transactional batch (stream.TypeProduce), which saves a commit per
+	// transaction. The producer is checked here as this agent knows it,
+	// and again, on every agent alike, when the batch is applied.
+	err := s.svc.CheckTxnProducer(req.TransactionalID, req.ProducerID, req.ProducerEpoch)
+	if err != nil && s.svc.Sync(ctx) == nil {
+		err = s.svc.CheckTxnProducer(req.TransactionalID, req.ProducerID, req.ProducerEpoch)
 	}
 	setAll(s.txnCode(err, req.Version, 2))
 	return respond()
@@ -532,10 +531,7 @@ func (s *Server) endTxn(ctx context.Context, req *kmsg.EndTxnRequest) *kmsg.EndT
 	res, err := s.proposeTxn(ctx, func() ([]commitlog.Entry, error) {
 		now := time.Now().UnixMilli()
 		x, _ := s.svc.Transaction(req.TransactionalID)
-		var marker []byte
-		if x.State == stream.TxnOngoing && len(x.Partitions) > 0 {
-			marker = records.EncodeControl(req.ProducerID, req.ProducerEpoch, req.Commit, 0, now)
-		}
+		marker := records.EncodeControl(req.ProducerID, req.ProducerEpoch, req.Commit, 0, now)
 		end := stream.TxnEndEntry(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, now, x.Rev, marker)
 		if !req.Commit || x.State != stream.TxnOngoing || len(x.Offsets) == 0 {
 			return []commitlog.Entry{end}, nil

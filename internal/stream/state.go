@@ -209,12 +209,12 @@ func (s *state) Name() string { return "streams" }
 
 func (s *state) Types() []uint16 {
 	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer, TypeCompact,
-		TypeTxnInit, TypeTxnAddPartitions, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout}
+		TypeTxnInit, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout}
 }
 
 // GatedTypes: the transaction entries came after the others.
 func (s *state) GatedTypes() []uint16 {
-	return []uint16{TypeTxnInit, TypeTxnAddPartitions, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout}
+	return []uint16{TypeTxnInit, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout}
 }
 
 func (s *state) Reset() {
@@ -280,7 +280,7 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 			}
 		}
 		if pe.Txn {
-			s.noteTxnProduce(pe, base)
+			s.noteTxnProduce(seq, pe, base)
 		}
 		return ProduceResult{Base: base}
 	case TypeInitProducer:
@@ -361,7 +361,7 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		return nil
 	case TypeCompact:
 		return s.applyCompact(e)
-	case TypeTxnInit, TypeTxnAddPartitions, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout:
+	case TypeTxnInit, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout:
 		return s.applyTxn(seq, e)
 	case TypeTruncate:
 		var te truncateEntry

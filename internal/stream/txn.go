@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/twoway/twoway/internal/commitlog"
@@ -12,19 +13,20 @@ import (
 // Transactions (Kafka's KIP-98, as clients use it). The coordinator's state
 // (each transactional id's producer id and epoch, the partitions and groups
 // of its open transaction, its pending group offsets) and each partition's
-// open transactions and aborted ranges are applied from entries 600-605,
-// so every agent holds the same and any of them can take over as
+// open transactions and aborted ranges are applied from entries 600-605
+// and from the transactional batches themselves (a batch adds its
+// partition to its producer's transaction, beginning it if need be, as
+// KIP-890 has brokers do), so every agent holds the same and any of them can take over as
 // coordinator. A transaction ends in ONE entry (TypeTxnEnd, or the abort
 // inside TypeTxnInit and TypeTxnTimeout): applying it appends the control
 // batch to every partition of the transaction and moves their last stable
 // offsets on together; it never half-applies.
 const (
-	TypeTxnInit          uint16 = 600 // InitProducerId with a transactional id
-	TypeTxnAddPartitions uint16 = 601
-	TypeTxnAddOffsets    uint16 = 602
-	TypeTxnOffsetCommit  uint16 = 603
-	TypeTxnEnd           uint16 = 604
-	TypeTxnTimeout       uint16 = 605
+	TypeTxnInit         uint16 = 600 // InitProducerId with a transactional id
+	TypeTxnAddOffsets   uint16 = 602 // 601 is reserved: partitions join with their first batch
+	TypeTxnOffsetCommit uint16 = 603
+	TypeTxnEnd          uint16 = 604
+	TypeTxnTimeout      uint16 = 605
 )
 
 // Transaction errors; the Kafka front door maps each to its code.
@@ -200,14 +202,6 @@ type txnInitEntry struct {
 	NowMs     int64  `json:"now_ms"`
 }
 
-type txnAddPartitionsEntry struct {
-	TxnID      string         `json:"txn"`
-	PID        int64          `json:"pid"`
-	Epoch      int16          `json:"epoch"`
-	NowMs      int64          `json:"now_ms"`
-	Partitions []TxnPartition `json:"partitions"`
-}
-
 type txnAddOffsetsEntry struct {
 	TxnID string `json:"txn"`
 	PID   int64  `json:"pid"`
@@ -276,33 +270,6 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 		x.TimeoutMs, x.UpdatedMs = en.TimeoutMs, en.NowMs
 		x.Rev = seq
 		return ProducerID{ID: x.PID, Epoch: x.Epoch}
-	case TypeTxnAddPartitions:
-		var en txnAddPartitionsEntry
-		if err := json.Unmarshal(e.Data, &en); err != nil {
-			return fmt.Errorf("malformed add partitions entry: %v", err)
-		}
-		x, err := s.txnFor(en.TxnID, en.PID, en.Epoch)
-		if err != nil {
-			return err
-		}
-		for _, p := range en.Partitions {
-			t := s.topics[p.Topic]
-			if t == nil || t.ID != p.TopicID || p.Partition < 0 || int(p.Partition) >= len(t.Partitions) {
-				return fmt.Errorf("%w: %s/%d", ErrUnknownPartition, p.Topic, p.Partition)
-			}
-		}
-		s.beginTxn(x, seq, en.NowMs)
-		for _, p := range en.Partitions {
-			found := false
-			for _, q := range x.Partitions {
-				found = found || q == p
-			}
-			if !found {
-				x.Partitions = append(x.Partitions, p)
-			}
-		}
-		x.Rev, x.UpdatedMs = seq, en.NowMs
-		return nil
 	case TypeTxnAddOffsets:
 		var en txnAddOffsetsEntry
 		if err := json.Unmarshal(e.Data, &en); err != nil || en.Group == "" {
@@ -370,10 +337,8 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 			return TxnEndResult{Retried: true}
 		case x.State != TxnOngoing:
 			return fmt.Errorf("%w: %s has no open transaction to %s (it is %s)", ErrInvalidTxnState, en.TxnID, map[bool]string{true: "commit", false: "abort"}[en.Commit], x.State)
-		case x.Rev != en.Rev:
+		case x.Rev != en.Rev, len(x.Partitions) > 0 && e.Ref.IsZero():
 			return fmt.Errorf("%w: %s", ErrConcurrentTxn, en.TxnID)
-		case len(x.Partitions) > 0 && e.Ref.IsZero():
-			return fmt.Errorf("%w: no transaction marker", ErrInvalidRecords)
 		}
 		s.endTxn(x, en.Commit, e.Ref, en.NowMs)
 		x.Rev = seq
@@ -388,7 +353,7 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 			return fmt.Errorf("%w: the transaction of %s ended or changed producer", ErrConcurrentTxn, en.TxnID)
 		}
 		if len(x.Partitions) > 0 && e.Ref.IsZero() {
-			return fmt.Errorf("%w: no transaction marker", ErrInvalidRecords)
+			return fmt.Errorf("%w: %s", ErrConcurrentTxn, en.TxnID)
 		}
 		s.endTxn(x, false, e.Ref, en.NowMs)
 		// The producer is fenced, as Kafka's coordinator fences one whose
@@ -419,7 +384,7 @@ func (s *state) beginTxn(x *Txn, seq uint64, nowMs int64) {
 	if x.State == TxnOngoing {
 		return
 	}
-	x.State, x.StartMs, x.Begun = TxnOngoing, nowMs, seq
+	x.State, x.StartMs, x.Begun, x.Rev = TxnOngoing, nowMs, seq, seq
 	x.Partitions, x.Groups, x.Offsets = nil, nil, nil
 }
 
@@ -467,32 +432,31 @@ func (s *state) endTxn(x *Txn, commit bool, marker commitlog.Ref, nowMs int64) {
 	x.UpdatedMs = nowMs
 }
 
-// checkTxnProduce checks a transactional batch: its producer must have an
-// open transaction holding the partition.
+// checkTxnProduce checks a transactional batch: its producer must be the
+// current one of a transactional id.
 func (s *state) checkTxnProduce(pe produceEntry) error {
 	id, ok := s.txn.byPID[pe.PID]
 	if !ok {
 		return fmt.Errorf("%w: producer %d has no transactional id", ErrInvalidTxnState, pe.PID)
 	}
-	x := s.txn.ids[id]
-	if x.Epoch != pe.Epoch {
+	if x := s.txn.ids[id]; x.Epoch != pe.Epoch {
 		return fmt.Errorf("%w: producer %d is at epoch %d, batch has %d", ErrInvalidProducerEpoch, pe.PID, x.Epoch, pe.Epoch)
 	}
-	if x.State == TxnOngoing {
-		t := s.topics[pe.Topic]
-		for _, tp := range x.Partitions {
-			if tp.Topic == pe.Topic && tp.TopicID == t.ID && tp.Partition == pe.Partition {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("%w: %s/%d is not in an open transaction of %q (AddPartitionsToTxn first)", ErrInvalidTxnState, pe.Topic, pe.Partition, id)
+	return nil
 }
 
-// noteTxnProduce records where a producer's transaction starts on a
-// partition.
-func (s *state) noteTxnProduce(pe produceEntry, base int64) {
+// noteTxnProduce adds the batch's partition to its producer's transaction
+// (beginning the transaction if none is open) and records where the
+// transaction starts on the partition.
+func (s *state) noteTxnProduce(seq uint64, pe produceEntry, base int64) {
 	t := s.topics[pe.Topic]
+	x := s.txn.ids[s.txn.byPID[pe.PID]]
+	s.beginTxn(x, seq, pe.AppendMs)
+	tp := TxnPartition{Topic: pe.Topic, TopicID: t.ID, Partition: pe.Partition}
+	if !slices.Contains(x.Partitions, tp) {
+		x.Partitions = append(x.Partitions, tp)
+	}
+	x.UpdatedMs = pe.AppendMs
 	part := s.txnPart(pe.Topic, t.ID, pe.Partition)
 	if _, ok := part.Open[pe.PID]; !ok {
 		part.Open[pe.PID] = base
@@ -589,6 +553,14 @@ func (s *Service) Transaction(id string) (Txn, bool) {
 	return Txn{}, false
 }
 
+// CheckTxnProducer tells whether pid and epoch are the current producer of
+// transactional id, as this agent knows it.
+func (s *Service) CheckTxnProducer(id string, pid int64, epoch int16) error {
+	var err error
+	s.log.View(s.st, func() { _, err = s.st.txnFor(id, pid, epoch) })
+	return err
+}
+
 // TopicID is the incarnation of a topic (the seq of its creating commit).
 func (s *Service) TopicID(name string) (uint64, int32, bool) {
 	var id uint64
@@ -609,12 +581,6 @@ func (s *Service) TopicID(name string) (uint64, int32, bool) {
 func TxnInitEntry(id string, timeoutMs, nowMs int64, abortMarker []byte) commitlog.Entry {
 	data, _ := json.Marshal(txnInitEntry{TxnID: id, TimeoutMs: timeoutMs, NowMs: nowMs})
 	return commitlog.Entry{Type: TypeTxnInit, Data: data, Blob: abortMarker}
-}
-
-// TxnAddPartitionsEntry adds partitions to the open transaction.
-func TxnAddPartitionsEntry(id string, pid int64, epoch int16, nowMs int64, parts []TxnPartition) commitlog.Entry {
-	data, _ := json.Marshal(txnAddPartitionsEntry{TxnID: id, PID: pid, Epoch: epoch, NowMs: nowMs, Partitions: parts})
-	return commitlog.Entry{Type: TypeTxnAddPartitions, Data: data}
 }
 
 // TxnAddOffsetsEntry adds a group to the open transaction.
