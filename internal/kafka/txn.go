@@ -628,10 +628,11 @@ func (s *Server) listTransactions(ctx context.Context, req *kmsg.ListTransaction
 }
 
 // markUnstable answers UNSTABLE_OFFSET_COMMIT (KIP-447), which clients
-// retry, for the groups of an OffsetFetch asking for stable offsets while a
-// transaction that may commit offsets for them is open: a consumer taking
-// over partitions must not start from offsets that the transaction is
-// about to replace.
+// retry, for the groups of an OffsetFetch asking for stable offsets while
+// an open transaction holds pending offsets for them (TxnOffsetCommit): a
+// consumer taking over partitions must not start from offsets that the
+// transaction is about to replace. The transaction's end (or its timeout,
+// or its producer's next InitProducerId) releases them.
 func (s *Server) markUnstable(ctx context.Context, req *kmsg.OffsetFetchRequest, r kmsg.Response) {
 	resp, ok := r.(*kmsg.OffsetFetchResponse)
 	if !ok {
@@ -643,8 +644,8 @@ func (s *Server) markUnstable(ctx context.Context, req *kmsg.OffsetFetchRequest,
 	open := map[string]bool{}
 	for _, x := range s.svc.Transactions() {
 		if x.State == stream.TxnOngoing {
-			for _, g := range x.Groups {
-				open[g] = true
+			for g, offs := range x.Offsets {
+				open[g] = open[g] || len(offs) > 0
 			}
 		}
 	}

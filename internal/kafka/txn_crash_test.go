@@ -199,7 +199,7 @@ func runTxnCrash(t *testing.T, url string) {
 			sess, err := kgo.NewGroupTransactSession(
 				kgo.SeedBrokers(seeds()...),
 				kgo.TransactionalID("crash-tx"),
-				kgo.TransactionTimeout(60*time.Second),
+				kgo.TransactionTimeout(20*time.Second),
 				kgo.ConsumerGroup("crash-g"),
 				kgo.ConsumeTopics(txnCrashIn),
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
