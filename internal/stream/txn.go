@@ -527,30 +527,36 @@ func (s *Service) Transactions() []Txn {
 	var out []Txn
 	s.log.View(s.st, func() {
 		for _, x := range s.st.txn.ids {
-			c := *x
-			c.Partitions = append([]TxnPartition(nil), x.Partitions...)
-			c.Groups = append([]string(nil), x.Groups...)
-			if x.Offsets != nil {
-				c.Offsets = map[string][]TxnOffset{}
-				for g, o := range x.Offsets {
-					c.Offsets[g] = append([]TxnOffset(nil), o...)
-				}
-			}
-			out = append(out, c)
+			out = append(out, x.clone())
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-// Transaction returns one transactional id's state.
+// Transaction returns a copy of one transactional id's state.
 func (s *Service) Transaction(id string) (Txn, bool) {
-	for _, x := range s.Transactions() {
-		if x.ID == id {
-			return x, true
+	var x Txn
+	ok := false
+	s.log.View(s.st, func() {
+		if cur := s.st.txn.ids[id]; cur != nil {
+			x, ok = cur.clone(), true
+		}
+	})
+	return x, ok
+}
+
+func (x *Txn) clone() Txn {
+	c := *x
+	c.Partitions = slices.Clone(x.Partitions)
+	c.Groups = slices.Clone(x.Groups)
+	if x.Offsets != nil {
+		c.Offsets = map[string][]TxnOffset{}
+		for g, o := range x.Offsets {
+			c.Offsets[g] = slices.Clone(o)
 		}
 	}
-	return Txn{}, false
+	return c
 }
 
 // CheckTxnProducer tells whether pid and epoch are the current producer of
