@@ -337,7 +337,11 @@ func (s *Server) initTxnProducer(ctx context.Context, req *kmsg.InitProducerIDRe
 		if x, ok := s.svc.Transaction(id); ok {
 			marker = records.EncodeControl(x.PID, x.Epoch+1, false, 0, now)
 		}
-		return []commitlog.Entry{stream.TxnInitEntry(id, int64(req.TransactionTimeoutMillis), now, marker)}, nil
+		pid, epoch := int64(0), int16(0)
+		if req.Version >= 3 && req.ProducerID >= 0 && req.ProducerEpoch >= 0 {
+			pid, epoch = req.ProducerID, req.ProducerEpoch
+		}
+		return []commitlog.Entry{stream.TxnInitEntry(id, int64(req.TransactionTimeoutMillis), now, pid, epoch, marker)}, nil
 	})
 	if err == nil {
 		err = resultErr(res)

@@ -203,6 +203,20 @@ func TestTxnZombieFenced(t *testing.T) {
 	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
 		t.Fatalf("the fenced producer's write: %v, want PRODUCER_FENCED or INVALID_PRODUCER_EPOCH", err)
 	}
+	// Nor may it take the id back by initialising with its old producer
+	// (KIP-360's form): only the current one, or one fenced by a timeout,
+	// may.
+	d := describeTxn(t, admin, "z-1")
+	id := "z-1"
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.Version, init.TransactionalID, init.TransactionTimeoutMillis, init.ProducerID, init.ProducerEpoch = 4, &id, 60000, d.ProducerID, d.ProducerEpoch-1
+	r, err := init.RequestWith(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ErrorCode != kerr.ProducerFenced.Code {
+		t.Fatalf("the zombie re-initialising: error %d, want PRODUCER_FENCED", r.ErrorCode)
+	}
 	if got, want := readValues(t, addr, "z", true), []string{"fresh-1", "fresh-2"}; !slices.Equal(got, want) {
 		t.Fatalf("read_committed sees %v, want %v", got, want)
 	}

@@ -85,6 +85,8 @@ type Txn struct {
 	Partitions []TxnPartition         `json:"partitions,omitempty"`
 	Groups     []string               `json:"groups,omitempty"`
 	Offsets    map[string][]TxnOffset `json:"offsets,omitempty"`
+	// TimedOut: the last epoch bump was a timeout's.
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // AbortedTxn is an aborted transaction's range on one partition: its first
@@ -200,6 +202,12 @@ type txnInitEntry struct {
 	TxnID     string `json:"txn"`
 	TimeoutMs int64  `json:"timeout_ms"`
 	NowMs     int64  `json:"now_ms"`
+	// PID and Epoch, when PID > 0, are the producer the client had
+	// (InitProducerId v3+, KIP-360): only the id's current producer, or
+	// the one its transaction's timeout fenced, may initialise again that
+	// way; anyone else is a zombie.
+	PID   int64 `json:"pid,omitempty"`
+	Epoch int16 `json:"epoch,omitempty"`
 }
 
 type txnAddOffsetsEntry struct {
@@ -259,6 +267,9 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 			s.txn.ids[en.TxnID] = x
 			s.txn.byPID[x.PID] = en.TxnID
 		} else {
+			if en.PID > 0 && (en.PID != x.PID || (en.Epoch != x.Epoch && !(x.TimedOut && en.Epoch == x.Epoch-1))) {
+				return fmt.Errorf("%w: %q is at producer %d epoch %d, the request has %d epoch %d", ErrProducerFenced, en.TxnID, x.PID, x.Epoch, en.PID, en.Epoch)
+			}
 			if x.State == TxnOngoing {
 				if e.Ref.IsZero() {
 					return fmt.Errorf("%w: %s has a transaction to abort", ErrConcurrentTxn, en.TxnID)
@@ -267,6 +278,7 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 			}
 			s.bumpEpoch(x)
 		}
+		x.TimedOut = false
 		x.TimeoutMs, x.UpdatedMs = en.TimeoutMs, en.NowMs
 		x.Rev = seq
 		return ProducerID{ID: x.PID, Epoch: x.Epoch}
@@ -357,8 +369,10 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 		}
 		s.endTxn(x, false, e.Ref, en.NowMs)
 		// The producer is fenced, as Kafka's coordinator fences one whose
-		// transaction timed out.
+		// transaction timed out; it may initialise again with its old
+		// epoch (KIP-588).
 		s.bumpEpoch(x)
+		x.TimedOut = true
 		x.Rev = seq
 		return nil
 	}
@@ -584,8 +598,9 @@ func (s *Service) TopicID(name string) (uint64, int32, bool) {
 
 // TxnInitEntry allocates or bumps the producer of a transactional id;
 // abortMarker, if the proposer sees an open transaction, ends it.
-func TxnInitEntry(id string, timeoutMs, nowMs int64, abortMarker []byte) commitlog.Entry {
-	data, _ := json.Marshal(txnInitEntry{TxnID: id, TimeoutMs: timeoutMs, NowMs: nowMs})
+// pid and epoch are the client's producer (pid 0: none, a fresh start).
+func TxnInitEntry(id string, timeoutMs, nowMs int64, pid int64, epoch int16, abortMarker []byte) commitlog.Entry {
+	data, _ := json.Marshal(txnInitEntry{TxnID: id, TimeoutMs: timeoutMs, NowMs: nowMs, PID: max(pid, 0), Epoch: epoch})
 	return commitlog.Entry{Type: TypeTxnInit, Data: data, Blob: abortMarker}
 }
 

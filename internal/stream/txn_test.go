@@ -30,19 +30,21 @@ func txnEntries(t *testing.T) []commitlog.Entry {
 	marker := records.EncodeControl(1, 0, true, 0, 5)
 	return []commitlog.Entry{
 		{Type: TypeCreateTopic, Data: create},                                                  // 1
-		withRef(TxnInitEntry("a", 60000, 1000, marker), 100),                                   // 2: a gets pid 1
+		withRef(TxnInitEntry("a", 60000, 1000, 0, 0, marker), 100),                             // 2: a gets pid 1
 		produce(0, 1, 0, 0, 3, true, 1),                                                        // 3: a's txn, p0 offsets 0-2
 		produce(1, 1, 0, 0, 2, true, 2),                                                        // 4: p1 offsets 0-1
 		produce(0, -1, 0, 0, 1, false, 3),                                                      // 5: plain, p0 offset 3
 		withRef(TxnEndEntry("a", 1, 0, true, 2000, 3, marker), 101),                            // 6: commit (rev: begun at 3)
-		withRef(TxnInitEntry("b", 60000, 2000, marker), 102),                                   // 7: b gets pid 2
+		withRef(TxnInitEntry("b", 60000, 2000, 0, 0, marker), 102),                             // 7: b gets pid 2
 		produce(0, 2, 0, 0, 2, true, 4),                                                        // 8: b's txn on p0
-		withRef(TxnInitEntry("b", 60000, 3000, marker), 103),                                   // 9: fences b's epoch 0, aborts
+		withRef(TxnInitEntry("b", 60000, 3000, 0, 0, marker), 103),                             // 9: fences b's epoch 0, aborts
 		withRef(TxnEndEntry("b", 2, 0, true, 3000, 8, marker), 104),                            // 10: the zombie's commit: fenced
 		produce(1, 2, 0, 2, 1, true, 5),                                                        // 11: the zombie's batch: refused
 		produce(1, 2, 1, 0, 1, true, 6),                                                        // 12: b at epoch 1 on p1
 		withRef(TxnTimeoutEntry(Txn{ID: "b", PID: 2, Epoch: 1, Begun: 12}, 9000, marker), 105), // 13: timed out
 		produce(1, 1, 0, 2, 4, true, 7),                                                        // 14: a's next txn, left open
+		withRef(TxnInitEntry("b", 60000, 9500, 2, 0, marker), 106),                             // 15: a zombie of epoch 0 re-initialising: fenced
+		withRef(TxnInitEntry("b", 60000, 9600, 2, 1, marker), 107),                             // 16: the producer the timeout fenced: epoch 3 (KIP-588)
 	}
 }
 
@@ -50,13 +52,13 @@ func TestTxnApply(t *testing.T) {
 	entries := txnEntries(t)
 	s := newState()
 	res := applyAll(s, entries, 0)
-	for i, want := range map[int]error{9: ErrProducerFenced, 10: ErrInvalidProducerEpoch} {
+	for i, want := range map[int]error{9: ErrProducerFenced, 10: ErrInvalidProducerEpoch, 14: ErrProducerFenced} {
 		if err, _ := res[i].(error); !errors.Is(err, want) {
 			t.Errorf("entry %d: %v, want %v", i+1, res[i], want)
 		}
 	}
 	for i, r := range res {
-		if err, ok := r.(error); ok && i != 9 && i != 10 {
+		if err, ok := r.(error); ok && i != 9 && i != 10 && i != 14 {
 			t.Errorf("entry %d: %v", i+1, err)
 		}
 	}
@@ -83,8 +85,8 @@ func TestTxnApply(t *testing.T) {
 	if want := []AbortedTxn{{PID: 2, First: 3, Last: 4}}; fmt.Sprint(ab1) != fmt.Sprint(want) {
 		t.Errorf("p1 aborted %v, want %v", ab1, want)
 	}
-	if b := s.txn.ids["b"]; b.Epoch != 2 || b.State != TxnCompleteAbort || s.producers[2] != 2 {
-		t.Errorf("b after its timeout: %+v (producer epoch %d)", b, s.producers[2])
+	if b := s.txn.ids["b"]; b.Epoch != 3 || b.State != TxnCompleteAbort || s.producers[2] != 3 || b.TimedOut {
+		t.Errorf("b after its timeout and re-initialisation: %+v (producer epoch %d)", b, s.producers[2])
 	}
 	if a := s.txn.ids["a"]; a.State != TxnOngoing || len(a.Partitions) != 1 || a.StartMs != 1000 {
 		t.Errorf("a: %+v", a)
