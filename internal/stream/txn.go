@@ -345,7 +345,10 @@ func (s *state) applyTxn(seq uint64, e commitlog.Entry) any {
 			return err
 		}
 		switch {
-		case x.State == TxnCompleteCommit && en.Commit, x.State == TxnCompleteAbort && !en.Commit:
+		case x.State == TxnCompleteCommit && en.Commit, x.State != TxnOngoing && !en.Commit:
+			// A retry of the end; or an abort of a transaction none of
+			// whose batches landed (its partitions join with their
+			// first batch), which has nothing to abort.
 			return TxnEndResult{Retried: true}
 		case x.State != TxnOngoing:
 			return fmt.Errorf("%w: %s has no open transaction to %s (it is %s)", ErrInvalidTxnState, en.TxnID, map[bool]string{true: "commit", false: "abort"}[en.Commit], x.State)
