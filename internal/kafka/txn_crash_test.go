@@ -338,6 +338,23 @@ func runTxnCrash(t *testing.T, url string) {
 	if aborts.Load() == 0 || len(uncommitted) < len(committed)+int(aborts.Load()) {
 		t.Errorf("%d transactions aborted; read_uncommitted finds %d records, read_committed %d: the aborted ones must be visible uncommitted only", aborts.Load(), len(uncommitted), len(committed))
 	}
+	// The group's offsets, committed only inside the transactions, are the
+	// end of the input: each copied batch's offsets landed with it.
+	of := kmsg.NewPtrOffsetFetchRequest()
+	of.Group = "crash-g"
+	ofr, err := of.RequestWith(ctx, testClient(t, seeds()[0], kgo.SeedBrokers(seeds()...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, tp := range ofr.Topics {
+		for _, p := range tp.Partitions {
+			sum += p.Offset
+		}
+	}
+	if sum != txnCrashN {
+		t.Errorf("group crash-g committed offsets adding up to %d, want %d (%+v)", sum, txnCrashN, ofr.Topics)
+	}
 	if kills != 3 {
 		t.Errorf("%d kills, want 3", kills)
 	}
