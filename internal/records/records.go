@@ -294,16 +294,16 @@ func (c *cursor) bytes() []byte {
 
 // Batch attributes a transaction sets (Kafka's).
 const (
-	AttrTransactional int16 = 0x10
-	AttrControl       int16 = 0x20
+	attrTransactional int16 = 0x10
+	attrControl       int16 = 0x20
 )
 
 // IsControl reports whether the batch is a control batch (a transaction
 // marker), which consumers skip.
-func (m BatchMeta) IsControl() bool { return m.Attributes&AttrControl != 0 }
+func (m BatchMeta) IsControl() bool { return m.Attributes&attrControl != 0 }
 
 // IsTransactional reports whether the batch belongs to a transaction.
-func (m BatchMeta) IsTransactional() bool { return m.Attributes&AttrTransactional != 0 }
+func (m BatchMeta) IsTransactional() bool { return m.Attributes&attrTransactional != 0 }
 
 // EncodeControl builds the control batch that ends a transaction of
 // producer pid at epoch, as Kafka writes it: transactional and control
@@ -329,7 +329,7 @@ func EncodeControl(pid int64, epoch int16, commit bool, coordinatorEpoch int32, 
 	be := binary.BigEndian
 	be.PutUint32(b[8:], uint32(len(b)-12))
 	b[16] = 2
-	be.PutUint16(b[21:], uint16(AttrTransactional|AttrControl))
+	be.PutUint16(b[21:], uint16(attrTransactional|attrControl))
 	be.PutUint64(b[27:], uint64(ts))
 	be.PutUint64(b[35:], uint64(ts))
 	be.PutUint64(b[43:], uint64(pid))
