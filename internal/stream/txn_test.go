@@ -98,7 +98,12 @@ func TestTxnApply(t *testing.T) {
 		ref := newState()
 		applyAll(ref, entries[:cut], 0)
 		want, _ := ref.capture().encodeJSON()
-		for name, enc := range map[string][]byte{"json": want, "binary": ref.capture().encodeBinary()} {
+		ref.UseFeatures(allEnabled)
+		bin, err := ref.Snapshot()()
+		if err != nil || bin[0] == '{' {
+			t.Fatalf("cut %d: binary snapshot: %v (%q...)", cut, err, bin[:min(len(bin), 8)])
+		}
+		for name, enc := range map[string][]byte{"json": want, "binary": bin} {
 			r := newState()
 			if err := r.Restore(enc); err != nil {
 				t.Fatalf("cut %d: restore %s: %v", cut, name, err)
