@@ -342,9 +342,16 @@ func runTxnCrash(t *testing.T, url string) {
 	// end of the input: each copied batch's offsets landed with it.
 	of := kmsg.NewPtrOffsetFetchRequest()
 	of.Group = "crash-g"
-	ofr, err := of.RequestWith(ctx, testClient(t, seeds()[0], kgo.SeedBrokers(seeds()...)))
-	if err != nil {
-		t.Fatal(err)
+	ofc := testClient(t, seeds()[0], kgo.SeedBrokers(seeds()...))
+	ofr, err := of.RequestWith(ctx, ofc)
+	for err != nil || ofr.ErrorCode != 0 {
+		// The group's coordinator may be an agent killed above, until
+		// its lease is taken over.
+		if ctx.Err() != nil {
+			t.Fatalf("fetching the group's offsets: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		ofr, err = of.RequestWith(ctx, ofc)
 	}
 	var sum int64
 	for _, tp := range ofr.Topics {

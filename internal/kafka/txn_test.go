@@ -94,11 +94,17 @@ func endOffsets(t *testing.T, cl *kgo.Client, topic string, partitions int32, co
 		rt.Partitions = append(rt.Partitions, rp)
 	}
 	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Retried: after an agent is killed, Metadata may name it as a
+	// partition's leader until its registration goes stale.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatal(err)
+	for err != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("list offsets of %s: %v", topic, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		resp, err = req.RequestWith(ctx, cl)
 	}
 	out := map[int32]int64{}
 	for _, p := range resp.Topics[0].Partitions {

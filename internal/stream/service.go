@@ -373,15 +373,19 @@ func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog
 			pe.PID, pe.Epoch = first.ProducerID, first.ProducerEpoch
 			pe.FirstSeq, pe.LastSeq = first.BaseSequence, last.BaseSequence+last.LastOffsetDelta
 		}
+		// A transaction's batches: transactional, with a producer id (a
+		// transactional flag without one carries no transaction, and the
+		// Kafka front door refuses it).
+		inTxn := func(m records.BatchMeta) bool { return m.IsTransactional() && m.ProducerID >= 0 }
+		pe.Txn = inTxn(metas[0])
 		for _, m := range metas {
 			if m.IsControl() {
 				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: control batches are written by transactions only", ErrInvalidRecords)}
 			}
-			if m.IsTransactional() != metas[0].IsTransactional() || (m.IsTransactional() && m.ProducerID < 0) {
-				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: transactional and other batches in one request", ErrInvalidRecords)}
+			if inTxn(m) != pe.Txn {
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: a transaction's batches and others in one request", ErrInvalidRecords)}
 			}
 		}
-		pe.Txn = metas[0].IsTransactional()
 		total += len(raw)
 		data, _ := json.Marshal(pe)
 		entries = append(entries, commitlog.Entry{Type: TypeProduce, Data: data, Blob: raw})
