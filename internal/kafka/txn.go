@@ -153,14 +153,33 @@ func (t *txnCoordinator) run(ctx context.Context) {
 			}
 			t.mu.Unlock()
 		} else {
+			cur := l.Lease(TxnLease)
 			t.mu.Lock()
-			t.watch.Expired(l.Lease(TxnLease), time.Now(), t.lease)
+			expired := t.watch.Expired(cur, time.Now(), t.lease)
 			t.mu.Unlock()
+			// A dead coordinator's open transactions must still time out,
+			// though no client may be asking for the coordinator (one
+			// blocked on its own pending offsets, say): take the lease
+			// over then.
+			if (cur.Holder == "" || expired) && t.openTransactions() {
+				if err := t.acquire(ctx, cur); err != nil && ctx.Err() == nil {
+					t.s.log.Warn("taking over the transaction coordinator's lease failed", "err", err)
+				}
+			}
 		}
 		if t.holding() {
 			t.abortExpired(ctx)
 		}
 	}
+}
+
+func (t *txnCoordinator) openTransactions() bool {
+	for _, x := range t.s.svc.Transactions() {
+		if x.State == stream.TxnOngoing {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *txnCoordinator) release() {

@@ -267,3 +267,52 @@ func TestTxnTimeoutAborts(t *testing.T) {
 		t.Fatal("the timed-out transaction committed")
 	}
 }
+
+// A coordinator that goes away with a transaction open, while no client
+// asks for a coordinator any more: another agent takes the lease over by
+// itself and aborts the transaction when it times out.
+func TestTxnTimeoutAfterCoordinatorLeaves(t *testing.T) {
+	b := testBucket(t)
+	svcA, svcB := testService(t, b), testService(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := svcA.Log().EnableFeatures(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lease := func(c *Config) { c.TxnLeaseDuration = time.Second }
+	srvA, srvB := testServer(t, svcA, lease), testServer(t, svcB, lease)
+	addrA, addrB := srvA.Addr().String(), srvB.Addr().String()
+	createTopic(t, testClient(t, addrA), "left", 2)
+	p := txnClient(t, addrA, "left-1", kgo.TransactionTimeout(2*time.Second))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "left", Partition: 0, Value: []byte("orphan")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if holder := svcA.Log().Lease(TxnLease).Addr; holder != addrA {
+		t.Fatalf("the transaction coordinator is %q, want agent A %s", holder, addrA)
+	}
+	p.Close()
+	srvA.Close()
+	admin := testClient(t, addrB, kgo.SeedBrokers(addrB))
+	for {
+		if err := svcB.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if x, ok := svcB.Transaction("left-1"); ok && x.State == stream.TxnCompleteAbort {
+			break
+		}
+		if ctx.Err() != nil {
+			x, _ := svcB.Transaction("left-1")
+			t.Fatalf("the orphaned transaction was not aborted: %+v (lease %+v)", x, svcB.Log().Lease(TxnLease))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l, h := endOffsets(t, admin, "left", 2, true)[0], endOffsets(t, admin, "left", 2, false)[0]; l != 2 || h != 2 {
+		t.Fatalf("after the abort: last stable offset %d, high watermark %d; want 2, 2", l, h)
+	}
+	if holder := svcB.Log().Lease(TxnLease).Addr; holder != addrB {
+		t.Fatalf("the transaction coordinator is %q, want agent B %s", holder, addrB)
+	}
+}
