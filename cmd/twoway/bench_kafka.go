@@ -28,6 +28,13 @@ secured listener (a self-signed certificate; a user made for the run):
   secure produce  its MB/s and latencies
   secure ratio    secure produce MB/s / kafka produce MB/s (same run)
 
+With --transactional, a phase of --txn-producers transactional producers
+(one transactional id each), each running transactions of 100 records
+(begin, produce, commit), read back read_committed:
+
+  txn produce     its MB/s and the latency of one transaction (p50, p99)
+  txn ratio       txn produce MB/s / kafka produce MB/s (same run)
+
 Everything is written under bench/ and deleted at the end.
 `
 
@@ -42,6 +49,8 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of a table")
 	useTLS := fs.Bool("tls", false, "also measure over TLS")
 	saslMech := fs.String("sasl", "", "also measure with SASL `mechanism` scram-sha-256, scram-sha-512 or plain")
+	transactional := fs.Bool("transactional", false, "also measure transactional producers (transactions of 100 records)")
+	txnProducers := fs.Int("txn-producers", bench.DefaultTxnProducers, "`number` of transactional producers with --transactional")
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
 	}
@@ -49,6 +58,9 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 		return &usageError{err: fmt.Errorf("bench kafka: %w", err), usage: func() { fs.usage(e.stderr) }}
 	}
 	linger := lingerOf()
+	if *txnProducers < 1 || *txnProducers > 1000 {
+		return badFlag(fmt.Errorf("--txn-producers %d: use 1 to 1000", *txnProducers))
+	}
 	if err := checkLogBenchFlags(*bucketURL, *partitions, recordSize, *duration, linger); err != nil {
 		return badFlag(err)
 	}
@@ -61,7 +73,7 @@ func runBenchKafka(ctx context.Context, e *env, args []string) error {
 		return badFlag(fmt.Errorf("--sasl %q: use scram-sha-256, scram-sha-512 or plain", *saslMech))
 	}
 	res, err := bench.Kafka(ctx, b, bench.KafkaOptions{Partitions: *partitions, RecordSize: int(recordSize), Duration: *duration, Log: logOpts,
-		TLS: *useTLS, SASL: mech})
+		TLS: *useTLS, SASL: mech, Transactional: *transactional, TxnProducers: *txnProducers})
 	if res.KafkaRecords == 0 {
 		return err
 	}
@@ -78,7 +90,7 @@ kafka produce   %s MB/s   %.0f records/s   p50 %.2f ms   p99 %.2f ms
 kafka e2e       p50 %.2f ms   p99 %.2f ms
 direct produce  %s MB/s
 kafka ratio     %.2f
-`+secureLines(r), r.Bucket, m.GOOS, m.GOARCH, m.NumCPU, m.CPUModel, m.GoVersion,
+`+secureLines(r)+txnLines(r), r.Bucket, m.GOOS, m.GOARCH, m.NumCPU, m.CPUModel, m.GoVersion,
 		r.Partitions, formatByteSize(int64(r.RecordSize)), r.LingerMs, r.DurationS,
 		megabytes(r.KafkaProduceMBs), r.KafkaRecordsS, r.KafkaProduceP50Ms, r.KafkaProduceP99Ms,
 		r.KafkaE2EP50Ms, r.KafkaE2EP99Ms, megabytes(r.DirectProduceMBs), r.KafkaRatio)
@@ -91,4 +103,12 @@ func secureLines(r bench.KafkaResult) string {
 	}
 	return fmt.Sprintf("secure produce  %s MB/s   p50 %.2f ms   p99 %.2f ms   (%s)\nsecure ratio    %.2f\n",
 		megabytes(r.SecureProduceMBs), r.SecureProduceP50, r.SecureProduceP99, r.Secure, r.SecureRatio)
+}
+
+func txnLines(r bench.KafkaResult) string {
+	if r.TxnCount == 0 {
+		return ""
+	}
+	return fmt.Sprintf("txn produce     %s MB/s   p50 %.2f ms   p99 %.2f ms   (%d transactions of %d records, %d producers)\ntxn ratio       %.2f\n",
+		megabytes(r.TxnProduceMBs), r.TxnP50Ms, r.TxnP99Ms, r.TxnCount, bench.TxnRecords, r.TxnProducers, r.TxnRatio)
 }

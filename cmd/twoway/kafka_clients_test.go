@@ -732,3 +732,47 @@ func checkJSOrders(t *testing.T, base string, _ *http.Client) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// kafkajs transactions: test/kafkajs/transactions.js commits and aborts
+// transactions, runs a consume-transform-produce loop whose transactions
+// carry the consumed offsets (sendOffsets), and reads the output with
+// readUncommitted false (committed records only, each once) and true (the
+// aborted ones too); the script says what it checks.
+func TestKafkajsTransactions(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		needClient(t, "node is not installed (the kafkajs test needs Node.js 20 or later)")
+	}
+	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "kafkajs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs", "package.json")); err != nil && os.Getenv("NODE_PATH") == "" {
+		needClient(t, "kafkajs is not installed in test/kafkajs (make tools runs npm ci there)")
+	}
+	a := startKafkaAgent(t, filepath.Join(t.TempDir(), "data"))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*clientTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "transactions.js"), a.kafka, "js-txn")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node transactions.js: %v\nstdout:\n%s\nstderr:\n%s\nagent log:\n%s", err, stdout.String(), stderr.String(), a.logs.String())
+	}
+	want := `produced 30 records to js-txn-in
+committed a transaction of 10, aborted one of 5
+copied 30 records in transactions with their offsets
+committed offsets: 30
+read_committed: 40 records
+read_uncommitted: 45 records
+transactions ok
+`
+	if stdout.String() != want {
+		t.Errorf("node transactions.js printed\n%s\nwant\n%s\nstderr:\n%s", stdout.String(), want, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("kafkajs logged:\n%s", stderr.String())
+	}
+	a.stop(t)
+}

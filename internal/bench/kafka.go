@@ -44,6 +44,13 @@ type KafkaOptions struct {
 	// against the plaintext one of the same run.
 	TLS  bool
 	SASL string
+	// Transactional adds a phase of transactional producers (see
+	// measureKafkaTxn), reported against the idempotent one of the same
+	// run.
+	Transactional bool
+	// TxnProducers is the number of transactional producers. Default
+	// DefaultTxnProducers.
+	TxnProducers int
 }
 
 // kafkaSecurity is how a Kafka phase connects.
@@ -69,11 +76,21 @@ type KafkaResult struct {
 	// protocol) at the same record size and partitions.
 	// The secured phase, with KafkaOptions.TLS or SASL: its produce
 	// MB/s, latencies and its ratio to the plaintext phase above.
-	Secure           string        `json:"secure,omitempty"`
-	SecureProduceMBs float64       `json:"secure_produce_mb_s,omitempty"`
-	SecureProduceP50 float64       `json:"secure_produce_p50_ms,omitempty"`
-	SecureProduceP99 float64       `json:"secure_produce_p99_ms,omitempty"`
-	SecureRatio      float64       `json:"secure_ratio,omitempty"`
+	Secure           string  `json:"secure,omitempty"`
+	SecureProduceMBs float64 `json:"secure_produce_mb_s,omitempty"`
+	SecureProduceP50 float64 `json:"secure_produce_p50_ms,omitempty"`
+	SecureProduceP99 float64 `json:"secure_produce_p99_ms,omitempty"`
+	SecureRatio      float64 `json:"secure_ratio,omitempty"`
+	// The transactional phase, with KafkaOptions.Transactional: its
+	// produce MB/s, the latency of one transaction (begin to committed),
+	// and its ratio to the idempotent phase above.
+	TxnProduceMBs    float64       `json:"txn_produce_mb_s,omitempty"`
+	TxnP50Ms         float64       `json:"txn_p50_ms,omitempty"`
+	TxnP99Ms         float64       `json:"txn_p99_ms,omitempty"`
+	TxnRecords       int64         `json:"txn_records,omitempty"`
+	TxnCount         int64         `json:"txn_transactions,omitempty"`
+	TxnProducers     int           `json:"txn_producers,omitempty"`
+	TxnRatio         float64       `json:"txn_ratio,omitempty"`
 	DirectProduceMBs float64       `json:"direct_produce_mb_s"`
 	KafkaRatio       float64       `json:"kafka_ratio"` // KafkaProduceMBs / DirectProduceMBs
 	Direct           ProduceResult `json:"direct"`
@@ -121,6 +138,19 @@ func Kafka(ctx context.Context, b bucket.Bucket, opts KafkaOptions) (KafkaResult
 			if res.KafkaProduceMBs > 0 {
 				res.SecureRatio = sec.KafkaProduceMBs / res.KafkaProduceMBs
 			}
+		}
+	}
+	if kerr == nil && opts.Transactional {
+		tpb, err := prefixed.Wrap(b, prefix+"txn/")
+		if err != nil {
+			return KafkaResult{}, err
+		}
+		producers := opts.TxnProducers
+		if producers <= 0 {
+			producers = DefaultTxnProducers
+		}
+		if kerr = measureKafkaTxn(ctx, tpb, po, producers, &res); kerr == nil && res.KafkaProduceMBs > 0 {
+			res.TxnRatio = res.TxnProduceMBs / res.KafkaProduceMBs
 		}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)

@@ -47,3 +47,21 @@ func benchDuration() time.Duration {
 	}
 	return 500 * time.Millisecond
 }
+
+// The transactional phase runs, reads back read_committed and reports its
+// ratio to the idempotent phase.
+func TestKafkaBenchTransactional(t *testing.T) {
+	b, err := filebucket.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Kafka(context.Background(), b, KafkaOptions{Partitions: 4, RecordSize: 1024, Duration: benchDuration(), Transactional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TxnCount == 0 || res.TxnRecords != res.TxnCount*TxnRecords || res.TxnProduceMBs <= 0 || res.TxnRatio <= 0 || res.TxnP99Ms < res.TxnP50Ms {
+		t.Fatalf("transactional phase: %+v", res)
+	}
+	t.Logf("idempotent %.1f MB/s, transactional %.1f MB/s (%d transactions, p50 %.1f ms), ratio %.2f",
+		res.KafkaProduceMBs, res.TxnProduceMBs, res.TxnCount, res.TxnP50Ms, res.TxnRatio)
+}

@@ -139,11 +139,14 @@ func (o *Offsets) Name() string { return "groups" }
 
 // Types lists the entry types Offsets applies.
 func (o *Offsets) Types() []uint16 {
-	return []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch, TypeForgetGroup, TypeConsumerGroup}
+	return []uint16{TypeOffsetCommit, TypeDeleteGroup, TypeOffsetDelete, TypeCoordinatorEpoch, TypeForgetGroup, TypeConsumerGroup, TypeTxnOffsets}
 }
 
-// GatedTypes: TypeForgetGroup and TypeConsumerGroup came after the others.
-func (o *Offsets) GatedTypes() []uint16 { return []uint16{TypeForgetGroup, TypeConsumerGroup} }
+// GatedTypes: TypeForgetGroup, TypeConsumerGroup and TypeTxnOffsets came
+// after the others.
+func (o *Offsets) GatedTypes() []uint16 {
+	return []uint16{TypeForgetGroup, TypeConsumerGroup, TypeTxnOffsets}
+}
 
 // forgetEntry is the payload of TypeForgetGroup.
 type forgetEntry struct {
@@ -186,6 +189,8 @@ var errMalformed = errors.New("malformed consumer group entry")
 // same entries give the same state on every agent.
 func (o *Offsets) Apply(_ uint64, e commitlog.Entry) any {
 	switch e.Type {
+	case TypeTxnOffsets:
+		return o.applyTxnOffsets(e)
 	case TypeCoordinatorEpoch:
 		var en epochEntry
 		if err := json.Unmarshal(e.Data, &en); err != nil || en.Group == "" {

@@ -435,7 +435,7 @@ func (e *aclEnv) topicExists(name string) bool {
 func TestACLEnforcement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e := newACLEnv(t, true, "admin", "writer", "reader", "peeker", "nobody", "creator", "denied", "fenced", "idem")
+	e := newACLEnv(t, true, "admin", "writer", "reader", "peeker", "nobody", "creator", "denied", "fenced", "idem", "txer")
 	admin := e.client(t, "admin")
 	createTopic(t, admin, "orders", 2)
 	for _, topic := range []string{"secret", "logs-app", "logsx"} {
@@ -457,6 +457,9 @@ func TestACLEnforcement(t *testing.T) {
 		allow("User:fenced", auth.ResTopic, pre, "logs-", auth.OpWrite),
 		deny("User:fenced", auth.ResTopic, pre, "log", auth.OpWrite),
 		allow("User:idem", auth.ResCluster, lit, auth.ClusterName, auth.OpIdempotentWrite),
+		allow("User:txer", auth.ResTransactionalID, pre, "tx-", auth.OpWrite),
+		allow("User:txer", auth.ResTransactionalID, pre, "tx-", auth.OpDescribe),
+		allow("User:txer", auth.ResTopic, lit, "txn-out", auth.OpWrite),
 	)
 	ends := func(topic string) []int64 { return partitionEnds(t, e.svc, topic) }
 
@@ -537,6 +540,34 @@ func TestACLEnforcement(t *testing.T) {
 		}
 		if n != 1 {
 			t.Fatalf("nobody's refusal logged %d times:\n%s", n, e.logs.String())
+		}
+	})
+
+	t.Run("transactional ids", func(t *testing.T) {
+		if err := e.svc.Log().EnableFeatures(ctx); err != nil {
+			t.Fatal(err)
+		}
+		initTxn := func(user, id string) int16 {
+			r := kmsg.NewPtrInitProducerIDRequest()
+			r.Version, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.TransactionTimeoutMillis = 4, &id, -1, -1, 60000
+			return e.conn(t, user).do(t, r).(*kmsg.InitProducerIDResponse).ErrorCode
+		}
+		tia := kerr.TransactionalIDAuthorizationFailed.Code
+		wantCode(t, "writer inits a transactional producer", initTxn("writer", "tx-1"), tia)
+		wantCode(t, "txer inits a transactional id outside its prefix", initTxn("txer", "other"), tia)
+		createTopic(t, admin, "txn-out", 2)
+		p := e.client(t, "txer", kgo.TransactionalID("tx-1"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		produceTxn(t, p, "txn-out", true, "t1", "t2")
+		if got := ends("txn-out"); got[0] != 2 || got[1] != 2 {
+			t.Fatalf("txn-out ends at %v: want a record and a marker on each partition", got)
+		}
+		// A produce naming a transactional id the principal may not write
+		// is refused whole.
+		pr := produceRequest("orders", map[int32][]byte{0: plainBatch(1)})
+		pr.TransactionID = kmsg.StringPtr("tx-1")
+		wantCode(t, "writer produces as tx-1", e.conn(t, "writer").do(t, pr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode, tia)
+		if err := e.svc.DeleteTopic(ctx, "txn-out"); err != nil { // the later subtests list topics
+			t.Fatal(err)
 		}
 	})
 

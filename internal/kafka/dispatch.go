@@ -67,12 +67,33 @@ func (s *Server) dispatch(ctx context.Context, c *conn, h header, req kmsg.Reque
 			return s.alterUnsupported(r), false
 		}
 		return s.alterUserSCRAMs(ctx, r), false
-	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.EndTxnRequest, *kmsg.TxnOffsetCommitRequest:
-		c.log.Warn("kafka client sent a transaction request; "+errTransactions.Error(), "api", kmsg.NameForKey(h.key), "client_id", h.clientID)
-		return txnError(req, kerr.InvalidRequest.Code), false
+	case *kmsg.AddPartitionsToTxnRequest:
+		if r.Version >= 4 {
+			// Not advertised: the broker-to-broker batch form (KIP-890).
+			return txnError(req, kerr.UnsupportedVersion.Code), false
+		}
+		return s.addPartitionsToTxn(ctx, r), false
+	case *kmsg.AddOffsetsToTxnRequest:
+		return s.addOffsetsToTxn(ctx, r), false
+	case *kmsg.EndTxnRequest:
+		return s.endTxn(ctx, r), false
+	case *kmsg.TxnOffsetCommitRequest:
+		return s.txnOffsetCommit(ctx, r), false
+	case *kmsg.DescribeTransactionsRequest:
+		return s.describeTransactions(ctx, r), false
+	case *kmsg.ListTransactionsRequest:
+		return s.listTransactions(ctx, r), false
+	case *kmsg.FindCoordinatorRequest:
+		if r.CoordinatorType == 1 {
+			return s.findTxnCoordinator(ctx, r), false
+		}
 	}
 	if isGroupAPI(h.key) {
-		return s.serveGroup(ctx, c, h, req), false
+		resp := s.serveGroup(ctx, c, h, req)
+		if r, ok := req.(*kmsg.OffsetFetchRequest); ok && r.RequireStable {
+			s.markUnstable(ctx, r, resp)
+		}
+		return resp, false
 	}
 	// parseRequest admits only the APIs above.
 	c.log.Error("kafka request admitted but not dispatched; closing the connection", "api", kmsg.NameForKey(h.key))
@@ -95,15 +116,13 @@ func firstProduceError(resp *kmsg.ProduceResponse) string {
 
 // initProducerID allocates an idempotent producer id through the log (or
 // bumps the epoch of the client's id, KIP-360), for a principal with
-// IDEMPOTENT_WRITE on the cluster or WRITE on some topic. Transactional ids
-// are refused: twoway has no transactions.
+// IDEMPOTENT_WRITE on the cluster or WRITE on some topic. With a
+// transactional id it is the transaction coordinator's (txn.go).
 func (s *Server) initProducerID(ctx context.Context, req *kmsg.InitProducerIDRequest) *kmsg.InitProducerIDResponse {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	if req.TransactionalID != nil {
-		s.log.Warn("kafka client asked for a transactional producer; " + errTransactions.Error())
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
+	if req.TransactionalID != nil && *req.TransactionalID != "" {
+		return s.initTxnProducer(ctx, req, resp)
 	}
 	if err := s.mayProduceIdempotently(ctx); err != nil {
 		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
@@ -128,8 +147,7 @@ func (s *Server) initProducerID(ctx context.Context, req *kmsg.InitProducerIDReq
 	return resp
 }
 
-// txnError answers a transaction request with code everywhere: twoway does
-// not advertise these APIs, but a client may send them regardless.
+// txnError answers a transaction request with code everywhere.
 func txnError(req kmsg.Request, code int16) kmsg.Response {
 	switch r := req.(type) {
 	case *kmsg.AddPartitionsToTxnRequest:

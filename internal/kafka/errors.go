@@ -40,6 +40,10 @@ func errorCode(err error) int16 {
 		return kerr.UnknownProducerID.Code
 	case errors.Is(err, stream.ErrNoKey):
 		return kerr.InvalidRecord.Code
+	case errors.Is(err, stream.ErrInvalidTxnState):
+		return kerr.InvalidTxnState.Code
+	case errors.Is(err, stream.ErrProducerFenced):
+		return kerr.InvalidProducerEpoch.Code
 	case errors.Is(err, records.ErrInvalid), errors.Is(err, stream.ErrInvalidRecords):
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, commitlog.ErrClosed):

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"time"
 
@@ -55,6 +56,9 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 			refs[i] = topicRef{rt.Topic, true, false}
 		}
 	}
+	// read_committed (KIP-98): records up to the last stable offset only,
+	// with the aborted transactions of the range returned.
+	readCommitted := req.Version >= 4 && req.IsolationLevel == 1
 	synced := false
 	hold := holdFor(ctx) // the server's bound on fetch bytes, if any
 	for {
@@ -102,7 +106,9 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 						op.ErrorCode = kerr.OffsetOutOfRange.Code
 						break
 					}
-					if rp.FetchOffset == pi.End || total >= maxBytes {
+					lso := s.lastStable(refs[i].name, rp.Partition, pi.End)
+					op.LastStableOffset = lso
+					if rp.FetchOffset == pi.End || total >= maxBytes || (readCommitted && rp.FetchOffset >= lso) {
 						break
 					}
 					limit := min(int(rp.PartitionMaxBytes), maxBytes-total)
@@ -128,11 +134,28 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 						}
 						break
 					}
-					op.HighWatermark, op.LastStableOffset, op.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LogStart
+					view, verr := s.svc.TxnView(refs[i].name, rp.Partition, rp.FetchOffset, res.HighWatermark)
+					if verr != nil {
+						view.LastStable = res.HighWatermark
+					}
+					op.HighWatermark, op.LastStableOffset, op.LogStartOffset = res.HighWatermark, view.LastStable, res.LogStart
+					upper := rp.FetchOffset
 					for _, b := range res.Batches {
+						base := int64(binary.BigEndian.Uint64(b[0:8]))
+						if readCommitted && base >= view.LastStable {
+							break
+						}
 						// Partition leader epoch: 0, the epoch Metadata reports.
 						b[12], b[13], b[14], b[15] = 0, 0, 0, 0
 						op.RecordBatches = append(op.RecordBatches, b...)
+						upper = base + int64(binary.BigEndian.Uint32(b[23:27])) + 1
+					}
+					if readCommitted {
+						for _, a := range view.Aborted {
+							if a.First < upper {
+								op.AbortedTransactions = append(op.AbortedTransactions, kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.PID, FirstOffset: a.First})
+							}
+						}
 					}
 					total += len(op.RecordBatches)
 					hold.give(limit - len(op.RecordBatches))
@@ -159,4 +182,14 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 		}
 		t.Stop()
 	}
+}
+
+// lastStable is a partition's last stable offset (end when it cannot be
+// read).
+func (s *Server) lastStable(topic string, partition int32, end int64) int64 {
+	v, err := s.svc.TxnView(topic, partition, end, end)
+	if err != nil {
+		return end
+	}
+	return v.LastStable
 }

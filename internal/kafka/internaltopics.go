@@ -1,7 +1,7 @@
 package kafka
 
 // Internal topics, as a Kafka cluster shows them. Regex subscribers and
-// admin tools expect __consumer_offsets in Metadata, flagged internal (and
+// admin tools expect __consumer_offsets (and __transaction_state) in Metadata, flagged internal (and
 // skip it). twoway keeps consumer offsets as entries of the commit log,
 // not as records of a topic, so an internal topic is listed but holds no
 // records: it cannot be produced to (INVALID_TOPIC_EXCEPTION, as Kafka
@@ -17,6 +17,7 @@ import (
 // internalTopics are the topics Metadata lists as internal.
 var internalTopics = []string{
 	"__consumer_offsets",
+	"__transaction_state", // Kafka's transaction log; here transactions are entries of the commit log
 }
 
 // internalTopicPartitions is the partition count internal topics are

@@ -52,6 +52,8 @@ func (s *Server) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest) 
 			}
 			pi := ti.PartitionsInfo[rp.Partition]
 			switch ts := rp.Timestamp; {
+			case ts == tsLatest && req.IsolationLevel == 1:
+				op.Offset = s.lastStable(rt.Topic, rp.Partition, pi.End)
 			case ts == tsLatest:
 				op.Offset = pi.End
 			case ts == tsEarliest, ts == tsEarliestLocal:

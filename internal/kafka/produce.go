@@ -39,11 +39,14 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 	dec := s.newDecompression(ctx, turns)
 
 	var reqErr error
+	reqCode := kerr.InvalidRequiredAcks.Code
+	txnal := req.TransactionID != nil && *req.TransactionID != ""
 	switch {
-	case req.TransactionID != nil:
-		reqErr = errTransactions
 	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 		reqErr = fmt.Errorf("acks must be -1, 0 or 1, not %d", req.Acks)
+	case txnal && s.mayTxn(ctx, auth.OpWrite, *req.TransactionID) != nil:
+		reqErr = fmt.Errorf("not authorized to write as transactional id %q", *req.TransactionID)
+		reqCode = kerr.TransactionalIDAuthorizationFailed.Code
 	}
 
 	writes := s.topicAuth(ctx, auth.OpWrite)
@@ -60,10 +63,7 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 		var code int16
 		switch {
 		case reqErr != nil:
-			topicErr, code = reqErr, kerr.TransactionalIDAuthorizationFailed.Code
-			if req.TransactionID == nil {
-				code = kerr.InvalidRequiredAcks.Code
-			}
+			topicErr, code = reqErr, reqCode
 		case req.Version >= 13:
 			key = string(rt.TopicID[:])
 			var ok bool
@@ -113,7 +113,7 @@ func (s *Server) produce(ctx context.Context, req *kmsg.ProduceRequest, turns *p
 			wg.Add(1)
 			go func(name string, rp kmsg.ProduceRequestTopicPartition) {
 				defer wg.Done()
-				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records, dec, turns, k)
+				base, err := s.producePartition(ctx, name, rp.Partition, rp.Records, txnal, dec, turns, k)
 				if err != nil {
 					op.ErrorCode, op.ErrorMessage = produceErrorCode(err), errMessage(err)
 					return
@@ -168,9 +168,9 @@ func (s *Server) lookupTopicFresh(ctx context.Context, name string, partition in
 
 // producePartition validates a partition's batches, submits them to the log
 // in its turn on the connection (see produceTurns) and waits for the commit.
-func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte, dec *decompression, turns *produceTurns, k partitionKey) (int64, error) {
+func (s *Server) producePartition(ctx context.Context, topic string, partition int32, raw []byte, txnal bool, dec *decompression, turns *produceTurns, k partitionKey) (int64, error) {
 	defer turns.pass(k)
-	if err := validateBatches(raw, dec); err != nil {
+	if err := validateBatches(raw, txnal, dec); err != nil {
 		return -1, err
 	}
 	if err := turns.wait(ctx, k); err != nil {
@@ -220,14 +220,14 @@ func produceErrorCode(err error) int16 {
 	return errorCode(err)
 }
 
-var errTransactions = errors.New("transactions are not supported by twoway: produce without a transactional id (idempotent producers are supported)")
-
 // validateBatches checks what the streams service does not: that each batch
 // decodes (decompressing it) and that its records have the dense offset
 // deltas 0..n-1 its header promises, so that offsets stay dense for every
 // reader. Checksum and framing errors are CORRUPT_MESSAGE, the rest
 // INVALID_RECORD; decompressing beyond dec's bounds is MESSAGE_TOO_LARGE.
-func validateBatches(raw []byte, dec *decompression) error {
+// Transactional batches come only in requests with a transactional id;
+// control batches never come from clients.
+func validateBatches(raw []byte, txnal bool, dec *decompression) error {
 	if len(raw) == 0 {
 		return &invalidRecordError{"no records"}
 	}
@@ -240,8 +240,12 @@ func validateBatches(raw []byte, dec *decompression) error {
 			return err
 		}
 		switch {
-		case m.Attributes&0x10 != 0:
-			return &invalidRecordError{"transactional batches are not supported"}
+		case m.IsControl():
+			return &invalidRecordError{"control batches are written by transaction coordinators, not producers"}
+		case m.IsTransactional() && !txnal:
+			return &invalidRecordError{"a transactional batch in a produce request without a transactional id"}
+		case m.IsTransactional() && m.ProducerID < 0:
+			return &invalidRecordError{"a transactional batch without a producer id"}
 		case m.NumRecords == 0:
 			return &invalidRecordError{"a batch without records"}
 		case m.NumRecords != m.LastOffsetDelta+1:

@@ -364,8 +364,8 @@ func TestProduceErrors(t *testing.T) {
 	check("empty", produce(-1, nil, "e", map[int32][]byte{0: nil}), kerr.InvalidRecord.Code)
 	check("unknown partition", produce(1, nil, "e", map[int32][]byte{0: good, 2: good}), 0, kerr.UnknownTopicOrPartition.Code)
 	check("unknown topic", produce(1, nil, "nope", map[int32][]byte{0: good}), kerr.UnknownTopicOrPartition.Code)
-	txn := "tx"
-	check("transactional", produce(1, &txn, "e", map[int32][]byte{0: good}), kerr.TransactionalIDAuthorizationFailed.Code)
+	marker := records.EncodeControl(1, 0, true, 0, time.Now().UnixMilli())
+	check("control batch", produce(1, nil, "e", map[int32][]byte{0: marker}), kerr.InvalidRecord.Code)
 	check("acks 2", produce(2, nil, "e", map[int32][]byte{0: good}), kerr.InvalidRequiredAcks.Code)
 
 	// Only the good batches were appended, each at its own offsets.
@@ -436,17 +436,18 @@ func TestProduceSequenceErrors(t *testing.T) {
 			t.Fatalf("step %d: error %d base %d (%s), want error %d base %d", i, p.ErrorCode, p.BaseOffset, str(p.ErrorMessage), s.code, s.baseOffset)
 		}
 	}
-	// Transactional producers are refused.
+	// A transactional producer needs a valid timeout; ending a
+	// transaction nobody began fails.
 	txn := "tx"
 	req := kmsg.NewPtrInitProducerIDRequest()
 	req.TransactionalID = &txn
-	if r := roundTrip(t, c, 3, req).(*kmsg.InitProducerIDResponse); r.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
-		t.Fatalf("transactional InitProducerID: error %d", r.ErrorCode)
+	if r := roundTrip(t, c, 3, req).(*kmsg.InitProducerIDResponse); r.ErrorCode != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("transactional InitProducerID without a timeout: error %d", r.ErrorCode)
 	}
 	end := kmsg.NewPtrEndTxnRequest()
 	end.TransactionalID = txn
-	if r := roundTrip(t, c, 4, end).(*kmsg.EndTxnResponse); r.ErrorCode != kerr.InvalidRequest.Code {
-		t.Fatalf("EndTxn: error %d", r.ErrorCode)
+	if r := roundTrip(t, c, 4, end).(*kmsg.EndTxnResponse); r.ErrorCode == 0 {
+		t.Fatal("EndTxn of an unknown transactional id succeeded")
 	}
 }
 

@@ -161,6 +161,13 @@ type Config struct {
 	NoAutoCreateTopics bool
 	// AgentTTL and AgentRefresh tune the agent registry (see agents.go).
 	AgentTTL, AgentRefresh time.Duration
+	// TxnLeaseDuration is how long the transaction coordinator's lease
+	// lasts unrenewed before another agent takes over (txn.go). Default
+	// DefaultTxnLeaseDuration.
+	TxnLeaseDuration time.Duration
+	// TxnMaxTimeout bounds the transaction timeout a producer may ask for
+	// (Kafka's transaction.max.timeout.ms). Default DefaultTxnMaxTimeout.
+	TxnMaxTimeout time.Duration
 
 	// decompress is codec.Decompress unless a test replaces it.
 	decompress records.Decompressor
@@ -188,6 +195,7 @@ type Server struct {
 
 	agents *registry
 	topics topicIDs
+	txn    *txnCoordinator
 
 	// Server-wide budgets (nil without MaxRequestBytes, MaxFetchInFlight).
 	requests, fetches *byteBudget
@@ -244,6 +252,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.AgentRefresh <= 0 {
 		cfg.AgentRefresh = DefaultAgentRefresh
 	}
+	if cfg.TxnLeaseDuration <= 0 {
+		cfg.TxnLeaseDuration = DefaultTxnLeaseDuration
+	}
+	if cfg.TxnMaxTimeout <= 0 {
+		cfg.TxnMaxTimeout = DefaultTxnMaxTimeout
+	}
 	s := &Server{
 		cfg:   cfg,
 		svc:   cfg.Service,
@@ -260,6 +274,7 @@ func NewServer(cfg Config) *Server {
 		s.decompressed = &byteBudget{max: cfg.MaxDecompressedInFlight}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.txn = &txnCoordinator{s: s, lease: cfg.TxnLeaseDuration}
 	return s
 }
 
@@ -379,6 +394,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.agents.run(s.ctx, s.cfg.AgentRefresh)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.txn.run(s.ctx)
 	}()
 	go func() {
 		<-s.ctx.Done()

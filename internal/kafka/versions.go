@@ -43,10 +43,12 @@ var served = map[int16]apiRange{
 	36: {0, 2, false}, // SASLAuthenticate: advertised with a SASL authenticator
 	50: {0, 0, false}, // DescribeUserSCRAMCredentials: advertised with users
 	51: {0, 0, false}, // AlterUserSCRAMCredentials: advertised with users
-	24: {0, 5, false}, // AddPartitionsToTxn: answered "not supported"
-	25: {0, 4, false}, // AddOffsetsToTxn
-	26: {0, 5, false}, // EndTxn
-	28: {0, 6, false}, // TxnOffsetCommit
+	24: {0, 3, true},  // AddPartitionsToTxn: v4+ is the broker-to-broker form
+	25: {0, 3, true},  // AddOffsetsToTxn
+	26: {0, 3, true},  // EndTxn
+	28: {0, 3, true},  // TxnOffsetCommit
+	65: {0, 0, true},  // DescribeTransactions
+	66: {0, 1, true},  // ListTransactions
 }
 
 // groupMaxVersions are the newest versions of the consumer-group APIs (the

@@ -161,9 +161,6 @@ func ParseMeta(b []byte) (BatchMeta, error) {
 	if m.LastOffsetDelta < 0 || m.NumRecords < 0 || m.NumRecords > m.LastOffsetDelta+1 {
 		return BatchMeta{}, fmt.Errorf("%w: %d records with last offset delta %d", ErrInvalid, m.NumRecords, m.LastOffsetDelta)
 	}
-	if m.Attributes&0x20 != 0 {
-		return BatchMeta{}, fmt.Errorf("%w: control batches (transactions) are not supported", ErrInvalid)
-	}
 	return m, nil
 }
 
@@ -293,4 +290,52 @@ func (c *cursor) bytes() []byte {
 		return []byte{}
 	}
 	return v
+}
+
+// Batch attributes a transaction sets (Kafka's).
+const (
+	attrTransactional int16 = 0x10
+	attrControl       int16 = 0x20
+)
+
+// IsControl reports whether the batch is a control batch (a transaction
+// marker), which consumers skip.
+func (m BatchMeta) IsControl() bool { return m.Attributes&attrControl != 0 }
+
+// IsTransactional reports whether the batch belongs to a transaction.
+func (m BatchMeta) IsTransactional() bool { return m.Attributes&attrTransactional != 0 }
+
+// EncodeControl builds the control batch that ends a transaction of
+// producer pid at epoch, as Kafka writes it: transactional and control
+// attributes, base sequence -1, and one record whose key is version 0 and
+// the marker type (0 abort, 1 commit) and whose value is version 0 and the
+// coordinator epoch.
+func EncodeControl(pid int64, epoch int16, commit bool, coordinatorEpoch int32, ts int64) []byte {
+	key := []byte{0, 0, 0, 0}
+	if commit {
+		key[3] = 1
+	}
+	value := binary.BigEndian.AppendUint32([]byte{0, 0}, uint32(coordinatorEpoch))
+	var body []byte
+	body = append(body, 0)
+	body = binary.AppendVarint(body, 0)
+	body = binary.AppendVarint(body, 0)
+	body = appendBytes(body, key)
+	body = appendBytes(body, value)
+	body = binary.AppendVarint(body, 0)
+	b := make([]byte, HeaderLen, HeaderLen+len(body)+2)
+	b = binary.AppendVarint(b, int64(len(body)))
+	b = append(b, body...)
+	be := binary.BigEndian
+	be.PutUint32(b[8:], uint32(len(b)-12))
+	b[16] = 2
+	be.PutUint16(b[21:], uint16(attrTransactional|attrControl))
+	be.PutUint64(b[27:], uint64(ts))
+	be.PutUint64(b[35:], uint64(ts))
+	be.PutUint64(b[43:], uint64(pid))
+	be.PutUint16(b[51:], uint16(epoch))
+	be.PutUint32(b[53:], ^uint32(0))
+	be.PutUint32(b[57:], 1)
+	be.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
+	return b
 }

@@ -462,6 +462,19 @@ func (s *Service) ProduceEntries(topicName string, batches []Batch) ([]commitlog
 			pe.PID, pe.Epoch = first.ProducerID, first.ProducerEpoch
 			pe.FirstSeq, pe.LastSeq = first.BaseSequence, last.BaseSequence+last.LastOffsetDelta
 		}
+		// A transaction's batches: transactional, with a producer id (a
+		// transactional flag without one carries no transaction, and the
+		// Kafka front door refuses it).
+		inTxn := func(m records.BatchMeta) bool { return m.IsTransactional() && m.ProducerID >= 0 }
+		pe.Txn = inTxn(metas[0])
+		for _, m := range metas {
+			if m.IsControl() {
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: control batches are written by transactions only", ErrInvalidRecords)}
+			}
+			if inTxn(m) != pe.Txn {
+				return nil, &ProduceError{b.Partition, fmt.Errorf("%w: a transaction's batches and others in one request", ErrInvalidRecords)}
+			}
+		}
 		total += len(raw)
 		data, _ := json.Marshal(pe)
 		entries = append(entries, commitlog.Entry{Type: TypeProduce, Data: data, Blob: raw})
@@ -684,9 +697,12 @@ func (s *Service) Read(ctx context.Context, topicName string, part int32, offset
 	}
 	var out []records.Record
 	for _, b := range res.Batches {
-		recs, _, err := records.Decode(b, Decompress)
+		recs, m, err := records.Decode(b, Decompress)
 		if err != nil {
 			return nil, res, err
+		}
+		if m.IsControl() {
+			continue // a transaction marker, not a record
 		}
 		for _, r := range recs {
 			if r.Offset >= offset && r.Offset >= res.LogStart && len(out) < max {

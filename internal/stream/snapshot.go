@@ -68,10 +68,11 @@ type captured struct {
 	topics    []capturedTopic // sorted by name
 	producers []capturedProducer
 	nextPID   int64
+	txn       json.RawMessage // nil: no transactions
 }
 
 func (s *state) capture() *captured {
-	c := &captured{nextPID: s.nextPID, topics: make([]capturedTopic, 0, len(s.topics))}
+	c := &captured{nextPID: s.nextPID, topics: make([]capturedTopic, 0, len(s.topics)), txn: s.txn.encode()}
 	for id, epoch := range s.producers {
 		c.producers = append(c.producers, capturedProducer{id: id, epoch: epoch})
 	}
@@ -120,7 +121,7 @@ func (s *state) Snapshot() func() ([]byte, error) {
 
 // encodeJSON writes encoding 1, the JSON of stateJSON.
 func (c *captured) encodeJSON() ([]byte, error) {
-	j := stateJSON{Topics: map[string]*topic{}, Producers: map[int64]int16{}, NextPID: c.nextPID}
+	j := stateJSON{Topics: map[string]*topic{}, Producers: map[int64]int16{}, NextPID: c.nextPID, Txn: c.txn}
 	for _, p := range c.producers {
 		j.Producers[p.id] = p.epoch
 	}
@@ -248,6 +249,12 @@ func (c *captured) encodeBinary(version int) []byte {
 			}
 		}
 	}
+	if c.txn != nil {
+		// Only once a transaction entry (a gated type) was applied, so
+		// every agent reading it knows the section.
+		w.b = append(w.b, 'T')
+		w.str(string(c.txn))
+	}
 	return w.b
 }
 
@@ -289,7 +296,7 @@ func (s *state) Restore(b []byte) error {
 		s.producers = j.Producers
 	}
 	s.nextPID = j.NextPID
-	return nil
+	return s.txn.restore(j.Txn)
 }
 
 var errSnapTruncated = errors.New("streams snapshot: truncated or corrupt")
@@ -445,11 +452,19 @@ func (s *state) restoreBinary(b []byte, version int) error {
 		}
 		ns.topics[name] = t
 	}
+	var txn []byte
+	if r.err == nil && len(r.b) > 0 && r.b[0] == 'T' {
+		r.b = r.b[1:]
+		txn = r.bytes(r.count(1))
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("streams snapshot: %d bytes after the end", len(r.b))
 	}
 	if r.err != nil {
 		return r.err
+	}
+	if err := ns.txn.restore(txn); err != nil {
+		return err
 	}
 	*s = *ns
 	return nil

@@ -159,6 +159,8 @@ type produceEntry struct {
 	Epoch    int16 `json:"epoch,omitempty"`
 	FirstSeq int32 `json:"fseq,omitempty"`
 	LastSeq  int32 `json:"lseq,omitempty"`
+	// Txn: the batches belong to the producer's open transaction.
+	Txn bool `json:"txn,omitempty"`
 }
 
 // initProducerEntry allocates a producer id, or bumps the epoch of an
@@ -212,27 +214,34 @@ type state struct {
 	nextPID   int64
 	// enabled reads the log's enabled features (see snapshot.go).
 	enabled func(string) bool
+	// txn is the transactions' state (txn.go).
+	txn txnState
 }
 
 type stateJSON struct {
 	Topics    map[string]*topic `json:"topics"`
 	Producers map[int64]int16   `json:"producers"`
 	NextPID   int64             `json:"next_pid"`
+	Txn       json.RawMessage   `json:"txn,omitempty"`
 }
 
-func newState() *state { return &state{topics: map[string]*topic{}, producers: map[int64]int16{}} }
+func newState() *state {
+	return &state{topics: map[string]*topic{}, producers: map[int64]int16{}, txn: newTxnState()}
+}
 
 func (s *state) Name() string { return "streams" }
 
 func (s *state) Types() []uint16 {
 	return []uint16{TypeCreateTopic, TypeDeleteTopic, TypeAddPartitions, TypeAlterTopic, TypeProduce, TypeTruncate, TypeInitProducer, TypeCompact,
-		TypeCreateTopicConfigs, TypeSetTopicConfigs, TypeKeyCompact}
+		TypeCreateTopicConfigs, TypeSetTopicConfigs, TypeKeyCompact,
+		TypeTxnInit, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout}
 }
 
 // GatedTypes are the types added after the first release: usable once the
 // fleet enabled them.
 func (s *state) GatedTypes() []uint16 {
-	return []uint16{TypeCreateTopicConfigs, TypeSetTopicConfigs, TypeKeyCompact}
+	return []uint16{TypeCreateTopicConfigs, TypeSetTopicConfigs, TypeKeyCompact,
+		TypeTxnInit, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout}
 }
 
 func (s *state) Reset() {
@@ -273,6 +282,11 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		if pe.Count <= 0 || e.Ref.IsZero() {
 			return fmt.Errorf("%w: empty produce entry", ErrInvalidRecords)
 		}
+		if pe.Txn {
+			if err := s.checkTxnProduce(pe); err != nil {
+				return err
+			}
+		}
 		if pe.PID > 0 {
 			if dup, err := s.checkSequence(p, pe); err != nil || dup != nil {
 				if err != nil {
@@ -291,6 +305,9 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 			if len(ps.Recent) > maxRecentBatches {
 				ps.Recent = append([]seqBatch{}, ps.Recent[1:]...)
 			}
+		}
+		if pe.Txn {
+			s.noteTxnProduce(seq, pe, base)
 		}
 		return ProduceResult{Base: base}
 	case TypeInitProducer:
@@ -395,6 +412,8 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 		return s.applyCompact(e)
 	case TypeKeyCompact:
 		return s.applyKeyCompact(e)
+	case TypeTxnInit, TypeTxnAddOffsets, TypeTxnOffsetCommit, TypeTxnEnd, TypeTxnTimeout:
+		return s.applyTxn(seq, e)
 	case TypeTruncate:
 		var te truncateEntry
 		if err := json.Unmarshal(e.Data, &te); err != nil {
@@ -409,6 +428,7 @@ func (s *state) Apply(seq uint64, e commitlog.Entry) any {
 			return err
 		}
 		p.truncate(te.Offset)
+		s.trimTxn(te.Topic, t.ID, te.Partition, p.Start)
 		return nil
 	}
 	return fmt.Errorf("streams: entry type %d not handled", e.Type)

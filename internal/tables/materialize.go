@@ -520,7 +520,7 @@ func (ra *readAhead) build(c *chunk) {
 		return
 	}
 	for _, batch := range res.Batches {
-		recs, _, err := records.Decode(batch, stream.Decompress)
+		recs, m, err := records.Decode(batch, stream.Decompress)
 		if err != nil {
 			c.err = fmt.Errorf("decode %s/%d at %d: %w", ra.topic, c.part, off, err)
 			return
@@ -528,6 +528,10 @@ func (ra *readAhead) build(c *chunk) {
 		for i := range recs {
 			r := &recs[i]
 			if r.Offset < off || r.Offset >= res.HighWatermark {
+				continue
+			}
+			if m.IsControl() {
+				off = r.Offset + 1 // a transaction marker, not a row
 				continue
 			}
 			if err := addRecord(c.part, r, ra.dec, &ra.fr, ra.main, ra.dlq); err != nil {

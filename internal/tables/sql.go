@@ -208,13 +208,17 @@ func (m *Module) tail(ctx context.Context, topic string, offsets map[int32]int64
 			}
 			next := off
 			for _, b := range res.Batches {
-				recs, _, err := records.Decode(b, stream.Decompress)
+				recs, m, err := records.Decode(b, stream.Decompress)
 				if err != nil {
 					return fmt.Errorf("decoding %s/%d at %d: %w", topic, p.Partition, off, err)
 				}
 				for i := range recs {
 					r := &recs[i]
 					if r.Offset < off || r.Offset >= end {
+						continue
+					}
+					if m.IsControl() {
+						next = r.Offset + 1 // a transaction marker, not a row
 						continue
 					}
 					if !fn(p.Partition, r) {
