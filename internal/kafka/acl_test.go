@@ -622,7 +622,7 @@ func TestACLEnforcement(t *testing.T) {
 		if codes := topicCodes(named); codes["orders"] != 0 || codes["secret"] != kerr.TopicAuthorizationFailed.Code {
 			t.Fatalf("peeker asks for orders and secret: %v", codes)
 		}
-		if codes := topicCodes(e.conn(t, "admin").do(t, metadataRequest(false)).(*kmsg.MetadataResponse)); len(codes) != 5 || codes["__consumer_offsets"] != 0 {
+		if codes := topicCodes(e.conn(t, "admin").do(t, metadataRequest(false)).(*kmsg.MetadataResponse)); len(codes) != 6 || codes["__consumer_offsets"] != 0 || codes["__transaction_state"] != 0 {
 			t.Fatalf("admin sees %v", codes)
 		}
 	})
