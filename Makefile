@@ -6,7 +6,8 @@
 #   make build       the twoway binary (with SQL: needs cgo)
 #   make nosql       build, vet and test the build without SQL (CGO_ENABLED=0 -tags nosql)
 #   make tools       test tools, reused when present: MinIO under .tools/bin,
-#                    kcat (apt-get), kafkajs (npm ci in test/kafkajs)
+#                    kcat and chromium (apt-get), kafkajs (npm ci in test/kafkajs)
+#   make console-soak  the web console open for an hour: its JS heap stays flat
 #   make examples    the example functions: examples/device-twin/go/device-twin.wasm
 #                    (Go, GOOS=wasip1) and .../assemblyscript/device-twin.wasm
 #                    (AssemblyScript, installed by npm ci from its lock file)
@@ -35,7 +36,7 @@ KAFKAJS_STAMP := $(KAFKAJS_DIR)/node_modules/.twoway-installed
 DUCKDB_NODE_DIR   := $(CURDIR)/test/duckdb
 DUCKDB_NODE_STAMP := $(DUCKDB_NODE_DIR)/node_modules/.twoway-installed
 
-.PHONY: all tools kcat kafkajs duckdb-node test test-short build fmt-check vet examples asc nosql
+.PHONY: all tools kcat chromium console-soak kafkajs duckdb-node test test-short build fmt-check vet examples asc nosql
 
 # The AssemblyScript toolchain is pinned by the example's package-lock.json
 # and installed there by npm ci, as kafkajs is.
@@ -59,7 +60,7 @@ examples: asc
 
 all: build
 
-tools: $(MINIO) kcat kafkajs duckdb-node asc
+tools: $(MINIO) kcat chromium kafkajs duckdb-node asc
 
 $(MINIO): $(MINIO_STAMP)
 	@echo "installing MinIO $(MINIO_VERSION) into $(TOOLS) (a few minutes the first time)"
@@ -87,6 +88,28 @@ kcat:
 		$$sudo apt-get install -y --no-install-recommends kcat || \
 		{ $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends kcat; }; \
 	fi
+
+# Chromium, the browser the web console is tested in (headless, driven by
+# chromedp from internal/console's tests), from the system's packages as
+# kcat is. Without it the console's browser tests skip (and fail under
+# CI=true).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium is missing and there is no apt-get: install chromium to run the web console's browser tests"; \
+	else \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing chromium with apt-get"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$sudo apt-get install -y --no-install-recommends chromium || \
+		{ $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }; \
+	fi
+
+# The web console open for an hour, going from page to page while records
+# arrive: its JS heap and DOM must stay flat (make test runs it for two
+# minutes).
+console-soak: chromium
+	TWOWAY_CONSOLE_SOAK=1h $(GO) test -count=1 -v -timeout 90m -run 'TestConsoleHeapFlat' ./internal/console/
 
 kafkajs: $(KAFKAJS_STAMP)
 

@@ -23,7 +23,8 @@ finish the requests in flight and exit. Any number of agents may serve the
 same bucket at once; the bucket holds all the state.
 
 Front doors:
-  HTTP (--http)    the JSON API (docs/HTTP.md), GET /healthz, GET /metrics
+  HTTP (--http)    the JSON API (docs/HTTP.md), GET /healthz, GET /metrics,
+                   and the web console at /ui/ (docs/CONSOLE.md)
   Kafka (--kafka)  the Kafka wire protocol (docs/KAFKA.md): existing
                    producers, consumers and tools such as kcat work unchanged
 

@@ -23,6 +23,7 @@ import (
 	"github.com/twoway/twoway/bucket/instrument"
 	"github.com/twoway/twoway/internal/auth"
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/console"
 	"github.com/twoway/twoway/internal/functions"
 	"github.com/twoway/twoway/internal/groups"
 	"github.com/twoway/twoway/internal/httpapi"
@@ -132,6 +133,13 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// The console's live tail of functions' logs sees every line the
+	// agent logs about a function (and passes them all on).
+	var logTail *console.LogTail
+	if cfg.HTTPAddr != "" {
+		logTail = console.NewLogTail()
+		cfg.Logger = slog.New(logTail.Handler(cfg.Logger.Handler()))
+	}
 	loc, err := bucketurl.Parse(cfg.Bucket)
 	if err != nil {
 		return nil, err
@@ -227,6 +235,27 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Functions,
 		a.Users,
 		a.Tables,
+	}
+	// The web console commits nothing (no owners), so only agents that
+	// serve HTTP assemble it.
+	if cfg.HTTPAddr != "" {
+		for _, c := range []prometheus.Collector{kafka.RequestDuration, kafka.RequestBytes} {
+			if err := cfg.Registry.Register(c); err != nil {
+				if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+					return nil, err
+				}
+			}
+		}
+		mods = append(mods, console.New(console.Config{
+			Gatherer:     cfg.Registry,
+			Streams:      a.Service,
+			Groups:       a.Groups,
+			Coordinating: cfg.KafkaAddr != "",
+			Logs:         logTail,
+			Version:      console.BuildVersion(),
+			Addrs:        a.consoleAddrs,
+			Linger:       opts.Linger,
+		}))
 	}
 	set, err = module.Open(ctx, module.Config{Bucket: a.Bucket, Log: opts, HTTP: a.HTTP, Metrics: cfg.Registry, Logger: cfg.Logger}, mods...)
 	if err != nil {
@@ -384,6 +413,22 @@ func (a *Agent) Addrs() []net.Addr {
 	var out []net.Addr
 	for _, ln := range a.listeners {
 		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// consoleAddrs names the listeners for the console's overview.
+func (a *Agent) consoleAddrs() map[string]string {
+	out := map[string]string{}
+	a.mu.Lock()
+	for _, ln := range a.listeners {
+		out["http"] = ln.Addr().String()
+	}
+	a.mu.Unlock()
+	if a.Kafka != nil {
+		if host, port := a.Kafka.Advertised(); port != 0 {
+			out["kafka"] = net.JoinHostPort(host, fmt.Sprint(port))
+		}
 	}
 	return out
 }

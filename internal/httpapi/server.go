@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,9 @@ type Server struct {
 	authenticate func(r *http.Request) (string, bool)
 	authorizer   authz.Checker
 	metricsAuth  bool
+	// durations times every request by its route pattern (bounded: the
+	// routes registered), for /metrics and the console's charts.
+	durations *prometheus.HistogramVec
 }
 
 // NewRegistry returns a Prometheus registry holding the Go runtime and
@@ -121,6 +125,17 @@ func New(cfg Config) *Server {
 	if s.timeout <= 0 {
 		s.timeout = DefaultShutdownTimeout
 	}
+	s.durations = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "twoway_http_request_duration_seconds",
+		Help: "Time to answer an HTTP request, by route pattern; a long-polling read includes its wait.",
+		// 0.1 ms to about 26 s.
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 19),
+	}, []string{"route"})
+	if err := s.reg.Register(s.durations); err != nil {
+		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+			s.durations = are.ExistingCollector.(*prometheus.HistogramVec)
+		}
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
@@ -150,7 +165,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.authenticate != nil && !s.openPath(r.URL.Path) {
 		principal, ok := s.authenticate(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Basic realm="twoway", charset="UTF-8"`)
+			// A Basic challenge makes browsers prompt for a password, which
+			// would block the web console's calls (it asks for a token
+			// itself): scripts that say so, and bearer clients, get a
+			// Bearer challenge (RFC 6750), which no browser prompts for.
+			if r.Header.Get("X-Requested-With") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="twoway"`)
+			} else {
+				w.Header().Set("WWW-Authenticate", `Basic realm="twoway", charset="UTF-8"`)
+			}
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "authentication required: a bearer token (twoway token create) or HTTP Basic with a twoway user (twoway user create)"})
 			return
@@ -160,14 +183,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(authz.With(r.Context(), principal, host, s.authorizer))
 		}
 	}
+	start := time.Now()
 	s.mux.ServeHTTP(w, r)
+	// The mux set the pattern it matched on r; unmatched requests (404,
+	// 405) have none and are not timed.
+	if r.Pattern != "" {
+		s.durations.WithLabelValues(r.Pattern).Observe(time.Since(start).Seconds())
+	}
 }
 
 // openPath is what probes (and scrapers, unless MetricsAuth) reach
-// without authenticating.
+// without authenticating, and the web console's static files under /ui/,
+// which hold no data: the console asks for a token and sends it with each
+// API call.
 func (s *Server) openPath(p string) bool {
-	return p == "/healthz" || p == "/readyz" || p == "/metrics" && !s.metricsAuth
+	return p == "/healthz" || p == "/readyz" || p == "/metrics" && !s.metricsAuth ||
+		p == "/ui" || strings.HasPrefix(p, "/ui/")
 }
+
+// WriteError answers err as every API error is answered: the JSON body of
+// docs/HTTP.md with the status and code the error maps to (a 403 for an
+// authz refusal, 400 for a bad_request from BadRequest...).
+func WriteError(w http.ResponseWriter, err error) { writeError(w, errorFor(err, false)) }
+
+// BadRequest is a bad_request error naming the parameter or field.
+func BadRequest(field, msg string) error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Field: field, Message: msg}
+}
+
+// WriteJSON answers v as JSON, uncached, as the API does.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 // Serve serves HTTP on ln until ctx ends, then shuts down gracefully: it stops
 // accepting connections, ends long polls early (they answer with what they

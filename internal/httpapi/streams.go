@@ -54,6 +54,7 @@ func RegisterStreams(s *Server, svc *stream.Service) {
 	s.HandleFunc("POST /v1/topics/{topic}/partitions", a.addPartitions)
 	s.HandleFunc("POST /v1/topics/{topic}/records", a.produce)
 	s.HandleFunc("GET /v1/topics/{topic}/partitions/{partition}/records", a.read)
+	s.HandleFunc("GET /v1/topics/{topic}/partitions/{partition}/offsets", a.offsetForTime)
 }
 
 type streamsAPI struct {

@@ -845,6 +845,7 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request, sl *slot,
 		}
 	}()
 	defer turns.passAll() // whatever happens, later requests must not wait forever
+	start := time.Now()
 	if h.key == 1 && c.s.fetches != nil {
 		held := &fetchHold{b: c.s.fetches, max: c.s.cfg.MaxFetchBytes}
 		ctx = context.WithValue(ctx, fetchHoldKey{}, held)
@@ -853,6 +854,7 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request, sl *slot,
 		defer func() { sl.fetched = c.keepFetched(held.n) }()
 	}
 	resp, closeConn := c.s.dispatch(ctx, c, h, req, turns)
+	observeRequest(h.key, start, req, resp)
 	sl.closeConn = closeConn
 	if resp != nil {
 		sl.resp = appendResponse(nil, h, resp)
