@@ -27,6 +27,7 @@ import (
 	"github.com/twoway/twoway/internal/groups"
 	"github.com/twoway/twoway/internal/httpapi"
 	"github.com/twoway/twoway/internal/kafka"
+	"github.com/twoway/twoway/internal/mirror"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/stream"
 	"github.com/twoway/twoway/internal/tables"
@@ -115,6 +116,9 @@ type Agent struct {
 	Tables *tables.Module
 	// Users is the security module: users and their authentication.
 	Users *auth.Module
+	// Mirror holds the positions of the mirrors writing into this
+	// deployment, and runs none by itself (see internal/mirror).
+	Mirror *mirror.Module
 	kind  bucketurl.Kind
 	set   *module.Set
 	tls   *tls.Config // nil: plaintext
@@ -184,6 +188,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	tcfg := cfg.Tables
 	tcfg.Streams, tcfg.Workers = a.Service, !opts.NoJanitor
 	a.Tables = tables.New(tcfg)
+	a.Mirror = mirror.NewModule()
 	// The HTTP server exists before the modules start, which register
 	// their routes on it; its health checks read the log once it is open.
 	var set *module.Set
@@ -203,6 +208,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Functions,
 		a.Users,
 		a.Tables,
+		a.Mirror,
 	}
 	set, err = module.Open(ctx, module.Config{Bucket: a.Bucket, Log: opts, HTTP: a.HTTP, Metrics: cfg.Registry, Logger: cfg.Logger}, mods...)
 	if err != nil {
