@@ -119,9 +119,9 @@ type Agent struct {
 	// Mirror holds the positions of the mirrors writing into this
 	// deployment, and runs none by itself (see internal/mirror).
 	Mirror *mirror.Module
-	kind  bucketurl.Kind
-	set   *module.Set
-	tls   *tls.Config // nil: plaintext
+	kind   bucketurl.Kind
+	set    *module.Set
+	tls    *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
 	listeners []net.Listener
