@@ -590,3 +590,8 @@ func (l *limiter) wait(ctx context.Context, n int64) error {
 		return nil
 	}
 }
+
+// LagOf is Lag for the positions of source that dest holds.
+func LagOf(from *stream.Service, topics Pattern, dest *Module, source string, now time.Time) []PartitionStatus {
+	return Lag(from, topics, dest.positionsOf(source), now)
+}
