@@ -57,6 +57,10 @@ func DefaultSourceName(raw string) (string, error) {
 // one-shot commands do, retrying while the bucket cannot be reached (an
 // edge's link down) until ctx ends.
 func OpenEmbedded(ctx context.Context, raw string, logger *slog.Logger) (*Agent, error) {
+	return openEmbedded(ctx, raw, logger, nil)
+}
+
+func openEmbedded(ctx context.Context, raw string, logger *slog.Logger, failed func(error)) (*Agent, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -70,6 +74,9 @@ func OpenEmbedded(ctx context.Context, raw string, logger *slog.Logger) (*Agent,
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if failed != nil {
+			failed(err)
 		}
 		if failures == 0 || failures%20 == 0 {
 			logger.Warn("cannot open the bucket yet; retrying", "bucket", raw, "err", err)
@@ -102,8 +109,19 @@ func (a *Agent) RunMirror(ctx context.Context, cfg MirrorConfig) error {
 		}
 		cfg.Source = name
 	}
-	remote, err := OpenEmbedded(ctx, cfg.Remote, cfg.Logger.With("bucket", cfg.Remote))
+	// Until the other side opens, status and metrics show the mirror as
+	// not connected (and, pushing, the whole source as its lag).
+	opening := &mirror.Opening{Source: cfg.Source, Topics: cfg.Topics, To: cfg.Remote}
+	if !cfg.Pull {
+		opening.From = a.Service
+	}
+	detach := a.Mirror.Attach(opening)
+	remote, err := openEmbedded(ctx, cfg.Remote, cfg.Logger.With("bucket", cfg.Remote), opening.Failed)
+	detach()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	defer remote.Close()

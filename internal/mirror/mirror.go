@@ -500,7 +500,9 @@ type Status struct {
 	LastError  string            `json:"last_error,omitempty"`
 	LastErrMs  int64             `json:"last_error_ms,omitempty"`
 	Records    int64             `json:"records"`
+	Bytes      int64             `json:"bytes"`
 	Commits    int64             `json:"commits"`
+	Errors     int64             `json:"errors"`
 	Conflicts  int64             `json:"conflicts"`
 	Skipped    int64             `json:"skipped"`
 	Partitions []PartitionStatus `json:"partitions"`
@@ -509,7 +511,7 @@ type Status struct {
 // Status reports the mirror's positions and lag now.
 func (m *Mirror) Status() Status {
 	st := Status{Source: m.cfg.Source, Topics: m.cfg.Topics.String(), To: m.cfg.Label, Rate: m.cfg.Rate,
-		Records: m.Stats.Records.Load(), Commits: m.Stats.Commits.Load(), Conflicts: m.Stats.Conflicts.Load(), Skipped: m.Stats.Skipped.Load()}
+		Records: m.Stats.Records.Load(), Bytes: m.Stats.Bytes.Load(), Errors: m.Stats.Errors.Load(), Commits: m.Stats.Commits.Load(), Conflicts: m.Stats.Conflicts.Load(), Skipped: m.Stats.Skipped.Load()}
 	m.mu.Lock()
 	st.Connected = m.connected
 	if m.lastErr != nil {
@@ -589,6 +591,40 @@ func (l *limiter) wait(ctx context.Context, n int64) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Opening stands in for a mirror whose destination is not open yet (an
+// edge started with its link down): not connected, the lag counted from
+// the source's log start, since the destination's positions are unknown.
+type Opening struct {
+	Source string
+	Topics Pattern
+	To     string
+	From   *stream.Service
+	mu     sync.Mutex
+	err    error
+	at     time.Time
+}
+
+// Failed records why the destination does not open.
+func (o *Opening) Failed(err error) {
+	o.mu.Lock()
+	o.err, o.at = err, time.Now()
+	o.mu.Unlock()
+}
+
+// Status reports the stand-in's status.
+func (o *Opening) Status() Status {
+	st := Status{Source: o.Source, Topics: o.Topics.String(), To: o.To}
+	o.mu.Lock()
+	if o.err != nil {
+		st.LastError, st.LastErrMs = "cannot open the destination: "+o.err.Error(), o.at.UnixMilli()
+	}
+	o.mu.Unlock()
+	if o.From != nil {
+		st.Partitions = Lag(o.From, o.Topics, nil, time.Now())
+	}
+	return st
 }
 
 // LagOf is Lag for the positions of source that dest holds.

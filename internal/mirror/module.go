@@ -23,7 +23,13 @@ type Module struct {
 	log *commitlog.Log
 
 	mu      sync.Mutex
-	mirrors []*Mirror
+	mirrors []Reporter
+}
+
+// Reporter is a mirror this agent runs, as status and metrics see it: a
+// *Mirror, or a stand-in while its other side is not open yet.
+type Reporter interface {
+	Status() Status
 }
 
 // NewModule makes the mirror module.
@@ -60,18 +66,18 @@ func (m *Module) positionsOf(source string) map[tp]Position {
 
 // Attach lists mirror among those this agent runs (status, metrics) until
 // the returned function is called.
-func (m *Module) Attach(mir *Mirror) (detach func()) {
+func (m *Module) Attach(mir Reporter) (detach func()) {
 	m.mu.Lock()
 	m.mirrors = append(m.mirrors, mir)
 	m.mu.Unlock()
 	return func() {
 		m.mu.Lock()
-		m.mirrors = slices.DeleteFunc(m.mirrors, func(x *Mirror) bool { return x == mir })
+		m.mirrors = slices.DeleteFunc(m.mirrors, func(x Reporter) bool { return x == mir })
 		m.mu.Unlock()
 	}
 }
 
-func (m *Module) running() []*Mirror {
+func (m *Module) running() []Reporter {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.mirrors)
@@ -138,13 +144,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(p.LagBytes), src, p.Topic, itoa(p.Partition))
 			ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, p.LagSeconds, src, p.Topic, itoa(p.Partition))
 		}
-		s := &mir.Stats
-		ch <- prometheus.MustNewConstMetric(descRecords, prometheus.CounterValue, float64(s.Records.Load()), src)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.Bytes.Load()), src)
-		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.Commits.Load()), src)
-		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(s.Conflicts.Load()), src)
-		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(s.Skipped.Load()), src)
-		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.Errors.Load()), src)
+		ch <- prometheus.MustNewConstMetric(descRecords, prometheus.CounterValue, float64(st.Records), src)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.Bytes), src)
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.Commits), src)
+		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(st.Conflicts), src)
+		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(st.Skipped), src)
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(st.Errors), src)
 		conn := 0.0
 		if st.Connected {
 			conn = 1
