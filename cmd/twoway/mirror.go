@@ -261,4 +261,3 @@ func printMirrorStatus(w io.Writer, rep mirror.StatusReport) {
 	}
 	tw.Flush()
 }
-
