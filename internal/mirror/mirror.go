@@ -65,6 +65,9 @@ type Config struct {
 	Rate int64
 	// MaxBytes bounds the record bytes of one commit. Default 4 MiB.
 	MaxBytes int
+	// Depth is how many commits may be in flight at once, each built on
+	// the positions of the one before. Default 4.
+	Depth int
 	// Poll is how often the source is looked at when it has not said it
 	// changed (an agent in another process wrote it). Default 1s.
 	Poll time.Duration
@@ -91,6 +94,9 @@ func (c *Config) fill() error {
 	}
 	if c.Poll <= 0 {
 		c.Poll = time.Second
+	}
+	if c.Depth <= 0 {
+		c.Depth = 8
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -143,6 +149,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		changed := m.cfg.From.Log().Changed()
 		did, err := m.round(ctx)
+		if errors.Is(err, errConflictRound) {
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -267,8 +276,18 @@ func (m *Mirror) ensureTopic(ctx context.Context, src stream.TopicInfo) error {
 	}
 }
 
-// round makes at most one commit and reports whether there was anything
-// to do.
+// pending is a commit submitted to the destination, not yet known.
+type pending struct {
+	wait        func(context.Context) (uint64, []any, error)
+	recs, bytes int64
+	parts       []partAdvance
+}
+
+// round submits commits, up to Config.Depth in flight, each built on the
+// positions the previous ones move to, and reports whether there was
+// anything to do. A commit that fails, or that the guard refuses, makes
+// every later one fail the guard too (they were built on it), so the
+// positions are then read again from the destination's state.
 func (m *Mirror) round(ctx context.Context) (bool, error) {
 	if err := m.enable(ctx); err != nil {
 		return false, err
@@ -280,6 +299,90 @@ func (m *Mirror) round(ctx context.Context) (bool, error) {
 		}
 	}
 	positions := m.cfg.ToMirror.positionsOf(m.cfg.Source)
+	var inflight []*pending
+	did := false
+	var firstErr error
+	settle := func(p *pending) {
+		err := m.settle(ctx, p)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	defer func() {
+		for _, p := range inflight {
+			settle(p)
+		}
+	}()
+	for firstErr == nil && ctx.Err() == nil {
+		p, err := m.build(ctx, topics, positions)
+		if err != nil {
+			return did, err
+		}
+		if p == nil {
+			break
+		}
+		did = true
+		for _, a := range p.parts {
+			pos := positions[tp{a.Topic, a.P}]
+			pos.Next = a.To
+			positions[tp{a.Topic, a.P}] = pos
+		}
+		inflight = append(inflight, p)
+		if len(inflight) >= m.cfg.Depth {
+			settle(inflight[0])
+			inflight = inflight[1:]
+		}
+	}
+	for _, p := range inflight {
+		settle(p)
+	}
+	inflight = nil
+	return did, firstErr
+}
+
+// settle waits for a submitted commit and counts what it did; the error is
+// nil only when it applied.
+func (m *Mirror) settle(ctx context.Context, p *pending) error {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, res, err := p.wait(wctx)
+	if err != nil {
+		// Not committed, or not known: the next round reads the positions
+		// the destination holds, which say which.
+		if errors.Is(err, commitlog.ErrOutcomeUnknown) {
+			_ = m.cfg.To.Sync(ctx)
+		}
+		return fmt.Errorf("commit to the destination: %w", err)
+	}
+	if gerr, ok := res[1].(error); ok {
+		if errors.Is(gerr, ErrConflict) {
+			m.Stats.Conflicts.Add(1)
+			m.cfg.Logger.Debug("mirror position moved under this mirror (another mirror, or an earlier attempt, committed); reading it again", "source", m.cfg.Source, "err", gerr)
+			return errConflictRound
+		}
+		return fmt.Errorf("the destination refused the mirror's commit: %w", gerr)
+	}
+	for i, r := range res[2:] {
+		if err, ok := r.(error); ok {
+			// Only a concurrent change of the destination topic (deleted)
+			// makes an entry validated just now fail alone.
+			m.Stats.Errors.Add(1)
+			m.cfg.Logger.Error("mirrored records refused by the destination after their position committed", "entry", i, "err", err)
+		}
+	}
+	m.Stats.Commits.Add(1)
+	m.Stats.Records.Add(p.recs)
+	m.Stats.Bytes.Add(p.bytes)
+	return nil
+}
+
+// errConflictRound ends a round whose commit the guard refused: not a
+// failure, the next round reads the positions again.
+var errConflictRound = errors.New("mirror position changed")
+
+// build reads what follows positions and submits it as one commit; nil
+// when there is nothing to mirror.
+func (m *Mirror) build(ctx context.Context, topics []stream.TopicInfo, positions map[tp]Position) (*pending, error) {
 	budget := m.cfg.MaxBytes
 	if m.lim != nil {
 		// Commits of about a quarter second's worth, so a low rate is
@@ -297,7 +400,7 @@ func (m *Mirror) round(ctx context.Context) (bool, error) {
 			}
 			adv, recs, n, err := m.read(ctx, t.Name, p, positions, budget)
 			if err != nil {
-				return false, err
+				return nil, err
 			}
 			if adv == nil {
 				continue
@@ -315,57 +418,27 @@ func (m *Mirror) round(ctx context.Context) (bool, error) {
 		}
 	}
 	if len(parts) == 0 {
-		return false, nil
+		return nil, nil
 	}
 	group := make([]commitlog.Entry, 0, 1+len(parts))
 	guard, err := positionGuard(m.cfg.Source, parts)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	group = append(group, guard)
 	for _, name := range order {
 		es, err := m.cfg.To.ProduceEntries(name, batches[name])
 		if err != nil {
-			return false, fmt.Errorf("destination topic %s: %w", name, err)
+			return nil, fmt.Errorf("destination topic %s: %w", name, err)
 		}
 		group = append(group, es...)
 	}
 	if m.lim != nil {
 		if err := m.lim.wait(ctx, byteCount); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	_, res, err := m.cfg.To.Log().Propose(pctx, commitlog.All(group...)...)
-	if err != nil {
-		// Not committed, or not known: the next round reads the positions
-		// the destination holds, which say which.
-		if errors.Is(err, commitlog.ErrOutcomeUnknown) {
-			_ = m.cfg.To.Sync(ctx)
-		}
-		return false, fmt.Errorf("commit to the destination: %w", err)
-	}
-	if gerr, ok := res[1].(error); ok {
-		if errors.Is(gerr, ErrConflict) {
-			m.Stats.Conflicts.Add(1)
-			m.cfg.Logger.Debug("mirror position moved under this mirror (another mirror, or an earlier attempt, committed); reading it again", "source", m.cfg.Source, "err", gerr)
-			return true, nil
-		}
-		return false, fmt.Errorf("the destination refused the mirror's commit: %w", gerr)
-	}
-	for i, r := range res[2:] {
-		if err, ok := r.(error); ok {
-			// Only a concurrent change of the destination topic (deleted)
-			// makes an entry validated just now fail alone.
-			m.Stats.Errors.Add(1)
-			m.cfg.Logger.Error("mirrored records refused by the destination after their position committed", "entry", i, "err", err)
-		}
-	}
-	m.Stats.Commits.Add(1)
-	m.Stats.Records.Add(recCount)
-	m.Stats.Bytes.Add(byteCount)
-	return true, nil
+	return &pending{wait: m.cfg.To.Log().Submit(commitlog.All(group...)...), recs: recCount, bytes: byteCount, parts: parts}, nil
 }
 
 func positionGuard(source string, parts []partAdvance) (commitlog.Entry, error) {
