@@ -250,7 +250,9 @@ func printMirrorStatus(w io.Writer, rep mirror.StatusReport) {
 		fmt.Fprintln(tw)
 	}
 	if len(rep.Positions) == 0 {
-		fmt.Fprintln(tw, "no mirror has written into this deployment")
+		if len(rep.Mirrors) == 0 {
+			fmt.Fprintln(tw, "no mirror runs here, and none has written into this deployment")
+		}
 	} else {
 		fmt.Fprintln(tw, "positions held by the destination (lag as of each mirror's last commit):")
 		fmt.Fprintln(tw, "SOURCE\tTOPIC\tPARTITION\tNEXT\tSOURCE END\tLAG RECORDS\tMIRRORED\tSKIPPED\tLAST COMMIT")

@@ -124,6 +124,7 @@ type Mirror struct {
 	lastErr   error
 	lastErrAt time.Time
 	connected bool
+	oldest    time.Time    // submission of the oldest commit in flight
 	warned    map[tp]int64 // the position a "behind" warning was given for
 }
 
@@ -279,6 +280,7 @@ func (m *Mirror) ensureTopic(ctx context.Context, src stream.TopicInfo) error {
 // pending is a commit submitted to the destination, not yet known.
 type pending struct {
 	wait        func(context.Context) (uint64, []any, error)
+	at          time.Time // submitted
 	recs, bytes int64
 	parts       []partAdvance
 }
@@ -328,16 +330,30 @@ func (m *Mirror) round(ctx context.Context) (bool, error) {
 			positions[tp{a.Topic, a.P}] = pos
 		}
 		inflight = append(inflight, p)
+		m.setOldest(inflight)
 		if len(inflight) >= m.cfg.Depth {
 			settle(inflight[0])
 			inflight = inflight[1:]
+			m.setOldest(inflight)
 		}
 	}
-	for _, p := range inflight {
-		settle(p)
+	for len(inflight) > 0 {
+		settle(inflight[0])
+		inflight = inflight[1:]
+		m.setOldest(inflight)
 	}
-	inflight = nil
 	return did, firstErr
+}
+
+// setOldest notes when the oldest commit in flight was submitted.
+func (m *Mirror) setOldest(inflight []*pending) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(inflight) == 0 {
+		m.oldest = time.Time{}
+		return
+	}
+	m.oldest = inflight[0].at
 }
 
 // settle waits for a submitted commit and counts what it did; the error is
@@ -438,7 +454,7 @@ func (m *Mirror) build(ctx context.Context, topics []stream.TopicInfo, positions
 			return nil, err
 		}
 	}
-	return &pending{wait: m.cfg.To.Log().Submit(commitlog.All(group...)...), recs: recCount, bytes: byteCount, parts: parts}, nil
+	return &pending{wait: m.cfg.To.Log().Submit(commitlog.All(group...)...), at: time.Now(), recs: recCount, bytes: byteCount, parts: parts}, nil
 }
 
 func positionGuard(source string, parts []partAdvance) (commitlog.Entry, error) {
@@ -544,6 +560,10 @@ func (m *Mirror) read(ctx context.Context, topic string, p int32, positions map[
 	return &a, recs, n, nil
 }
 
+// stuckAfter is how long a commit may take before the status calls the
+// destination not connected (the log is still retrying it).
+const stuckAfter = 5 * time.Second
+
 // PartitionStatus is one mirrored partition's position and lag.
 type PartitionStatus struct {
 	Topic     string `json:"topic"`
@@ -590,7 +610,21 @@ func (m *Mirror) Status() Status {
 	if m.lastErr != nil {
 		st.LastError, st.LastErrMs = m.lastErr.Error(), m.lastErrAt.UnixMilli()
 	}
+	if !m.oldest.IsZero() && time.Since(m.oldest) > stuckAfter {
+		st.Connected = false
+		st.LastError = fmt.Sprintf("a commit to the destination has been in flight for %v", time.Since(m.oldest).Round(time.Second))
+		st.LastErrMs = time.Now().UnixMilli()
+	}
 	m.mu.Unlock()
+	// A commit in flight retries inside the destination's log for a while
+	// before the mirror hears of it: the log's own failing reads say at
+	// once that the link is down.
+	if h := m.cfg.To.Log().Health(); !h.BucketErrorsSince.IsZero() {
+		st.Connected = false
+		if h.LastError != nil {
+			st.LastError, st.LastErrMs = "the destination's bucket: "+h.LastError.Error(), h.LastErrorAt.UnixMilli()
+		}
+	}
 	st.Partitions = Lag(m.cfg.From, m.cfg.Topics, m.cfg.ToMirror.positionsOf(m.cfg.Source), time.Now())
 	return st
 }
