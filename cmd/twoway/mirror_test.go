@@ -295,3 +295,115 @@ func startMirroringAgent(t *testing.T, bucket string, args ...string) *kafkaAgen
 	defer func() { newServeCmd = old }()
 	return startKafkaAgent(t, bucket)
 }
+
+// Mistakes in the mirror's flags exit 2, naming what was wrong.
+func TestMirrorUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mirror"}, "mirror: no --from given"},
+		{[]string{"mirror", "--from", "a"}, "mirror: no --to given"},
+		{[]string{"mirror", "--from", "a", "--to", "b"}, "mirror: no --topics given"},
+		{[]string{"mirror", "--from", "a", "--to", "b", "--topics", "/x(/"}, "is not a regular expression"},
+		{[]string{"mirror", "--from", "a", "--to", "a", "--topics", "t"}, "--from and --to are the same bucket"},
+		{[]string{"mirror", "--from", "a", "--to", "b", "--topics", "t", "--rate", "fast"}, `invalid size "fast"`},
+		{[]string{"mirror", "status"}, "give --to (a bucket) or --server (an agent)"},
+		{[]string{"mirror", "status", "--to", "a", "--format", "xml"}, "--format must be text or json"},
+		{[]string{"serve", "--mirror-topics", "t"}, "go with --mirror-to or --mirror-from"},
+		{[]string{"serve", "--mirror-to", "a"}, "need --mirror-topics"},
+		{[]string{"serve", "--mirror-to", "a", "--mirror-from", "b", "--mirror-topics", "t"}, "not both"},
+		{[]string{"bench", "mirror", "--to", "x"}, "--from and --to are required"},
+	} {
+		r := twoway(t, c.args...)
+		if r.code != 2 {
+			t.Errorf("twoway %v exited %d, want 2: %s", c.args, r.code, r.stderr)
+		}
+		if first, _, _ := strings.Cut(r.stderr, "\n"); !strings.Contains(first, c.want) {
+			t.Errorf("twoway %v: first line %q, want it to contain %q", c.args, first, c.want)
+		}
+	}
+}
+
+// twoway mirror on its own, between two directories: it runs until
+// interrupted, a second run resumes without copying anything twice, and
+// mirror status reads the positions from the buckets.
+func TestMirrorCommand(t *testing.T) {
+	dir := t.TempDir()
+	edge, central := dir+"/edge", dir+"/central"
+	if r := twoway(t, "topic", "create", "telemetry", "--partitions", "2", "--bucket", edge); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	produceLines := func(from, n int) {
+		var sb strings.Builder
+		for i := from; i < from+n; i++ {
+			fmt.Fprintf(&sb, "k%d:v%d\n", i, i)
+		}
+		cmd := exec.Command(twowayBin, "produce", "telemetry", "--key-separator", ":", "--bucket", edge)
+		cmd.Stdin = strings.NewReader(sb.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("produce: %v: %s", err, out)
+		}
+	}
+	run := func() {
+		cmd := exec.Command(twowayBin, "mirror", "--from", edge, "--to", central, "--topics", "tele*", "--name", "edge-1", "--rate", "1MiB")
+		var logs lockedBuffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		eventually(t, 60*time.Second, logs.String, func() bool {
+			r := twoway(t, "mirror", "status", "--to", central, "--from", edge, "--topics", "telemetry", "--name", "edge-1", "--format", "json")
+			var rep struct {
+				Mirrors []struct {
+					Partitions []struct{ LagRecords, Next int64 } `json:"partitions"`
+				} `json:"mirrors"`
+			}
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || len(rep.Mirrors) != 1 || len(rep.Mirrors[0].Partitions) != 2 {
+				return false
+			}
+			for _, p := range rep.Mirrors[0].Partitions {
+				if p.LagRecords != 0 {
+					return false
+				}
+			}
+			return true
+		})
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil || !strings.Contains(logs.String(), "mirror stopped") {
+			t.Fatalf("mirror exited with %v:\n%s", err, logs.String())
+		}
+	}
+	produceLines(0, 50)
+	run()
+	produceLines(50, 30)
+	run()
+	r := twoway(t, "consume", "telemetry", "--from", "earliest", "--format", "json", "--bucket", central)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 80 {
+		t.Fatalf("%d records at the destination, want 80:\n%s", len(lines), r.stdout)
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var rec struct {
+			Headers []struct{ Key, Value string } `json:"headers"`
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatal(err)
+		}
+		src := ""
+		for _, h := range rec.Headers {
+			if h.Key == "twoway.mirror.source" {
+				src = h.Value
+			}
+		}
+		if src == "" || seen[src] {
+			t.Fatalf("record %s: source %q missing or seen twice", l, src)
+		}
+		seen[src] = true
+	}
+	if r := twoway(t, "mirror", "status", "--to", central); r.code != 0 || !strings.Contains(r.stdout, "edge-1") {
+		t.Fatalf("mirror status --to: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/twoway/twoway/internal/commitlog"
+	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
 )
 
@@ -159,6 +161,11 @@ func TestMirrorCopiesTopics(t *testing.T) {
 					t.Fatalf("caught-up partition with lag: %+v", p)
 				}
 			}
+			// The counters follow each commit's outcome, which the
+			// destination's state shows first.
+			for deadline := time.Now().Add(10 * time.Second); m.Stats.Records.Load() < 50+51+52+80+10 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
 			if got := testutil.ToFloat64(counterOf(t, reg, "twoway_mirror_records_total")); got != 50+51+52+80+10 {
 				t.Fatalf("twoway_mirror_records_total %v", got)
 			}
@@ -289,4 +296,41 @@ func TestRetentionSkips(t *testing.T) {
 	if p := dst.mirror.positionsOf("edge")[tp{"telemetry", 0}]; p.Skipped != 20 || p.Mirrored != 40 || p.Next != 60 {
 		t.Fatalf("position %+v", p)
 	}
+}
+
+// --rate paces the mirror: a backlog of 1 MiB at 256 KiB/s (one second of
+// burst) cannot drain in less than three seconds. Only the lower bound is
+// checked; a slow machine may take longer.
+func TestRateLimit(t *testing.T) {
+	src := mustOpenSide(t, openURL(t, "file://"+t.TempDir()))
+	dst := mustOpenSide(t, openURL(t, "file://"+t.TempDir()))
+	ctx := context.Background()
+	if err := src.streams.CreateTopic(ctx, stream.TopicConfig{Name: "telemetry", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("x", 1024)
+	for i := range 16 {
+		recs := make([]records.Record, 64)
+		for j := range recs {
+			recs[j] = records.Record{Timestamp: 1, Value: []byte(value)}
+		}
+		if _, _, err := src.streams.Produce(ctx, "telemetry", []stream.Batch{{Partition: int32(i % 2), Records: recs}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	m := runMirror(t, Config{Source: "edge", Topics: mustPattern(t, "telemetry"), From: src.streams, To: dst.streams, ToMirror: dst.mirror, Rate: 256 << 10, Poll: 5 * time.Millisecond})
+	waitCaughtUp(t, src.streams, dst, "edge", "telemetry", 60*time.Second)
+	if took := time.Since(start); took < 2500*time.Millisecond {
+		t.Fatalf("1 MiB mirrored in %v at a rate of 256 KiB/s", took)
+	}
+	// The counters follow the commit's outcome, which the destination's
+	// state shows first.
+	for deadline := time.Now().Add(10 * time.Second); m.Stats.Bytes.Load() < 1<<20 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m.Stats.Bytes.Load() != 1<<20 || m.Stats.Commits.Load() < 12 {
+		t.Fatalf("%d bytes in %d commits", m.Stats.Bytes.Load(), m.Stats.Commits.Load())
+	}
+	checkMirrored(t, src.streams, dst.streams, "edge", "telemetry", nil)
 }
