@@ -314,6 +314,7 @@ func (m *Mirror) round(ctx context.Context) (bool, error) {
 		for _, p := range inflight {
 			settle(p)
 		}
+		m.setOldest(nil)
 	}()
 	for firstErr == nil && ctx.Err() == nil {
 		p, err := m.build(ctx, topics, positions)
