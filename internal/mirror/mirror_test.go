@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/records"
 	"github.com/twoway/twoway/internal/stream"
@@ -333,4 +334,24 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("%d bytes in %d commits", m.Stats.Bytes.Load(), m.Stats.Commits.Load())
 	}
 	checkMirrored(t, src.streams, dst.streams, "edge", "telemetry", nil)
+}
+
+type denyAll struct{}
+
+func (denyAll) Check(principal, host, op, res, name string) error { return authz.ErrDenied }
+
+// With authorization on, GET /v1/mirrors needs describe on the cluster.
+func TestStatusNeedsDescribe(t *testing.T) {
+	dst := mustOpenSide(t, openURL(t, "file://"+t.TempDir()))
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/v1/mirrors", nil)
+	dst.mirror.serveStatus(rec, req.WithContext(authz.With(req.Context(), "User:bob", "127.0.0.1", denyAll{})))
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `"forbidden"`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	dst.mirror.serveStatus(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"positions":[]`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/twoway/twoway/internal/authz"
 	"github.com/twoway/twoway/internal/commitlog"
 	"github.com/twoway/twoway/internal/module"
 )
@@ -102,8 +103,15 @@ func (m *Module) Report() StatusReport {
 	return r
 }
 
-func (m *Module) serveStatus(w http.ResponseWriter, _ *http.Request) {
+// serveStatus answers GET /v1/mirrors. With authorization on, it needs
+// describe on the cluster: it names the deployments and topics mirrored.
+func (m *Module) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	if err := authz.Check(r.Context(), authz.OpDescribe, authz.ResCluster, authz.ClusterName); err != nil {
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "mirror status needs describe on the cluster: " + err.Error(), "code": "forbidden"})
+		return
+	}
 	_ = json.NewEncoder(w).Encode(m.Report())
 }
 
