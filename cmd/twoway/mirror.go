@@ -83,6 +83,15 @@ func runMirror(ctx context.Context, e *env, args []string) error {
 	case maxCommit < 1<<10 || maxCommit > 8<<20:
 		return bad("--max-commit must be between 1KiB and 8MiB")
 	}
+	if *httpAddr != "" {
+		host, _, err := net.SplitHostPort(*httpAddr)
+		if err != nil {
+			return bad(fmt.Sprintf("--http %s: %v", *httpAddr, err))
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return bad(fmt.Sprintf("--http %s: the mirror's status and metrics are served on loopback only (127.0.0.1:PORT); scrape them through a local agent or proxy", *httpAddr))
+		}
+	}
 	pat, err := mirror.ParsePattern(*topics)
 	if err != nil {
 		return bad(err.Error())
@@ -105,7 +114,19 @@ func runMirror(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("--http %s: %w", *httpAddr, err)
 		}
 		log.Info("serving the mirror's metrics and status", "http", "http://"+ln.Addr().String())
-		go src.HTTP.Serve(ctx, ln)
+		// Only what the mirror reports: the embedded agent's other routes
+		// (produce, topics) are not this command's to serve.
+		only := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodGet && (r.URL.Path == "/metrics" || r.URL.Path == "/v1/mirrors" || r.URL.Path == "/healthz"):
+				src.HTTP.ServeHTTP(w, r)
+			default:
+				http.Error(w, "twoway mirror serves only GET /metrics, /v1/mirrors and /healthz", http.StatusNotFound)
+			}
+		})
+		srv := &http.Server{Handler: only, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
 	}
 	err = src.RunMirror(ctx, agent.MirrorConfig{Remote: *to, Source: *name, Topics: pat, Rate: int64(rate), MaxBytes: int(maxCommit), Logger: log})
 	if err != nil && ctx.Err() == nil {

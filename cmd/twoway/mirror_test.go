@@ -7,9 +7,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -309,6 +311,7 @@ func TestMirrorUsageErrors(t *testing.T) {
 		{[]string{"mirror", "--from", "a", "--to", "a", "--topics", "t"}, "--from and --to are the same bucket"},
 		{[]string{"mirror", "--from", "a", "--to", "b", "--topics", "t", "--rate", "fast"}, `invalid size "fast"`},
 		{[]string{"mirror", "status"}, "give --to (a bucket) or --server (an agent)"},
+		{[]string{"mirror", "--from", "a", "--to", "b", "--topics", "t", "--http", "0.0.0.0:0"}, "loopback only"},
 		{[]string{"mirror", "status", "--to", "a", "--format", "xml"}, "--format must be text or json"},
 		{[]string{"serve", "--mirror-topics", "t"}, "go with --mirror-to or --mirror-from"},
 		{[]string{"serve", "--mirror-to", "a"}, "need --mirror-topics"},
@@ -346,7 +349,7 @@ func TestMirrorCommand(t *testing.T) {
 		}
 	}
 	run := func() {
-		cmd := exec.Command(twowayBin, "mirror", "--from", edge, "--to", central, "--topics", "tele*", "--name", "edge-1", "--rate", "1MiB")
+		cmd := exec.Command(twowayBin, "mirror", "--from", edge, "--to", central, "--topics", "tele*", "--name", "edge-1", "--rate", "1MiB", "--http", "127.0.0.1:0")
 		var logs lockedBuffer
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
@@ -370,6 +373,17 @@ func TestMirrorCommand(t *testing.T) {
 			}
 			return true
 		})
+		// --http serves the mirror's metrics and status, and nothing else.
+		m := regexp.MustCompile(`http=(http://\S+)`).FindStringSubmatch(logs.String())
+		if m == nil {
+			t.Fatalf("no http= in the mirror's log:\n%s", logs.String())
+		}
+		if body := httpGet(t, m[1]+"/metrics"); !strings.Contains(body, `twoway_mirror_lag_records{partition="0",source="edge-1",topic="telemetry"} 0`) {
+			t.Fatalf("metrics without the mirror's lag:\n%s", body)
+		}
+		if resp, err := http.Post(m[1]+"/v1/topics", "application/json", strings.NewReader(`{"name":"x","partitions":1}`)); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("POST /v1/topics on the mirror's listener: %v %v", resp, err)
+		}
 		cmd.Process.Signal(os.Interrupt)
 		if err := cmd.Wait(); err != nil || !strings.Contains(logs.String(), "mirror stopped") {
 			t.Fatalf("mirror exited with %v:\n%s", err, logs.String())
