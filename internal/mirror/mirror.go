@@ -21,6 +21,7 @@ package mirror
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,7 +108,7 @@ func (c *Config) fill() error {
 // Stats are a mirror's counters since it started.
 type Stats struct {
 	Records   atomic.Int64 // records committed to the destination
-	Bytes     atomic.Int64 // their value, key and header bytes
+	Bytes     atomic.Int64 // their keys, values and headers, as stored (with their lengths)
 	Commits   atomic.Int64 // commits that applied
 	Conflicts atomic.Int64 // commits refused by the guard (another mirror, or a retry, moved a position)
 	Skipped   atomic.Int64 // source records gone (retention) before they were mirrored
@@ -415,7 +416,7 @@ func (m *Mirror) build(ctx context.Context, topics []stream.TopicInfo, positions
 			if budget <= 0 {
 				break
 			}
-			adv, recs, n, err := m.read(ctx, t.Name, p, positions, budget)
+			adv, raw, n, err := m.read(ctx, t.Name, p, positions, budget)
 			if err != nil {
 				return nil, err
 			}
@@ -423,12 +424,12 @@ func (m *Mirror) build(ctx context.Context, topics []stream.TopicInfo, positions
 				continue
 			}
 			parts = append(parts, *adv)
-			if len(recs) > 0 {
+			if raw != nil {
 				if batches[t.Name] == nil {
 					order = append(order, t.Name)
 				}
-				batches[t.Name] = append(batches[t.Name], stream.Batch{Partition: p, Records: recs})
-				recCount += int64(len(recs))
+				batches[t.Name] = append(batches[t.Name], stream.Batch{Partition: p, Raw: raw})
+				recCount += int64(binary.BigEndian.Uint32(raw[57:]))
 			}
 			byteCount += int64(n)
 			budget -= n
@@ -469,7 +470,7 @@ func positionGuard(source string, parts []partAdvance) (commitlog.Entry, error) 
 // read reads up to about budget bytes of records of one source partition
 // from its position on. adv is nil when there is nothing to commit; n is
 // the record bytes read.
-func (m *Mirror) read(ctx context.Context, topic string, p int32, positions map[tp]Position, budget int) (adv *partAdvance, recs []records.Record, n int, err error) {
+func (m *Mirror) read(ctx context.Context, topic string, p int32, positions map[tp]Position, budget int) (adv *partAdvance, raw []byte, n int, err error) {
 	k := tp{topic, p}
 	pos, have := positions[k]
 	from := int64(-1)
@@ -522,43 +523,30 @@ func (m *Mirror) read(ctx context.Context, topic string, p int32, positions map[
 	}
 	a.End = max(a.End, res.HighWatermark)
 	to := next
-	source := topic + "/" + strconv.Itoa(int(p)) + "/"
+	var ss []span
 	for _, b := range res.Batches {
-		rs, meta, err := records.Decode(b, stream.Decompress)
+		var meta records.BatchMeta
+		before := len(ss)
+		ss, meta, err = spans(ss, b, to)
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("source %s/%d at %d: %w", topic, p, meta.BaseOffset, err)
 		}
-		end := meta.BaseOffset + int64(meta.LastOffsetDelta) + 1
-		if end <= to {
-			continue
+		to = max(to, meta.BaseOffset+int64(meta.LastOffsetDelta)+1)
+		for _, s := range ss[before:] {
+			n += len(s.kv) + len(s.hs)
 		}
-		if meta.Attributes&0x20 == 0 { // control batches (transaction markers) carry no records
-			for _, r := range rs {
-				if r.Offset < to {
-					continue
-				}
-				hs := make([]records.Header, 0, len(r.Headers)+2)
-				hs = append(hs, r.Headers...)
-				hs = append(hs,
-					records.Header{Key: HeaderSource, Value: []byte(source + strconv.FormatInt(r.Offset, 10))},
-					records.Header{Key: HeaderOrigin, Value: []byte(m.cfg.Source)})
-				recs = append(recs, records.Record{Timestamp: r.Timestamp, Key: r.Key, Value: r.Value, Headers: hs})
-				n += len(r.Key) + len(r.Value)
-				for _, h := range r.Headers {
-					n += len(h.Key) + len(h.Value)
-				}
-			}
-		}
-		to = end
 		if n >= budget {
 			break
 		}
+	}
+	if len(ss) > 0 {
+		raw = encodeSpans(ss, topic+"/"+strconv.Itoa(int(p))+"/", m.cfg.Source)
 	}
 	if to == next && a.Skipped == 0 {
 		return nil, nil, 0, nil
 	}
 	a.To = to
-	return &a, recs, n, nil
+	return &a, raw, n, nil
 }
 
 // stuckAfter is how long a commit may take before the status calls the

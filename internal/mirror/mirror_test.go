@@ -330,7 +330,7 @@ func TestRateLimit(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); m.Stats.Bytes.Load() < 1<<20 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if m.Stats.Bytes.Load() != 1<<20 || m.Stats.Commits.Load() < 12 {
+	if b := m.Stats.Bytes.Load(); b < 1<<20 || b > 1<<20+8<<10 || m.Stats.Commits.Load() < 12 {
 		t.Fatalf("%d bytes in %d commits", m.Stats.Bytes.Load(), m.Stats.Commits.Load())
 	}
 	checkMirrored(t, src.streams, dst.streams, "edge", "telemetry", nil)

@@ -123,7 +123,7 @@ var (
 	descLagBytes   = prometheus.NewDesc("twoway_mirror_lag_bytes", "Stored bytes of the source batches not yet mirrored.", labels, nil)
 	descLagSeconds = prometheus.NewDesc("twoway_mirror_lag_seconds", "Age of the oldest source record not yet mirrored (0 when caught up).", labels, nil)
 	descRecords    = prometheus.NewDesc("twoway_mirror_records_total", "Records this agent's mirror committed to its destination.", []string{"source"}, nil)
-	descBytes      = prometheus.NewDesc("twoway_mirror_bytes_total", "Key, value and header bytes of those records.", []string{"source"}, nil)
+	descBytes      = prometheus.NewDesc("twoway_mirror_bytes_total", "Bytes of those records' keys, values and headers, as stored.", []string{"source"}, nil)
 	descCommits    = prometheus.NewDesc("twoway_mirror_commits_total", "Mirror commits that applied at the destination.", []string{"source"}, nil)
 	descConflicts  = prometheus.NewDesc("twoway_mirror_conflicts_total", "Mirror commits refused because the position had moved (another mirror, or a retry).", []string{"source"}, nil)
 	descSkipped    = prometheus.NewDesc("twoway_mirror_skipped_records_total", "Source records removed by retention before they were mirrored.", []string{"source"}, nil)
