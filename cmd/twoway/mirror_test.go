@@ -356,6 +356,8 @@ func TestMirrorCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cmd.Process.Kill()
+		httpLine := regexp.MustCompile(`http=(http://\S+)`)
+		eventually(t, 60*time.Second, logs.String, func() bool { return httpLine.MatchString(logs.String()) })
 		eventually(t, 60*time.Second, logs.String, func() bool {
 			r := twoway(t, "mirror", "status", "--to", central, "--from", edge, "--topics", "telemetry", "--name", "edge-1", "--format", "json")
 			var rep struct {
@@ -374,7 +376,7 @@ func TestMirrorCommand(t *testing.T) {
 			return true
 		})
 		// --http serves the mirror's metrics and status, and nothing else.
-		m := regexp.MustCompile(`http=(http://\S+)`).FindStringSubmatch(logs.String())
+		m := httpLine.FindStringSubmatch(logs.String())
 		if m == nil {
 			t.Fatalf("no http= in the mirror's log:\n%s", logs.String())
 		}
