@@ -24,6 +24,7 @@ var benchmarks = []command{
 	{name: "kafka", summary: "produce and consume through the Kafka listener, against the direct produce path", run: runBenchKafka},
 	{name: "fn", summary: "functions: actor updates, latency, HTTP invocations, instantiation, memory (a developer tool: needs Go)", run: runBenchFn},
 	{name: "table", summary: "tables: materialization against pqarrow, freshness, SQL scans against DuckDB alone", run: runBenchTable},
+	{name: "mirror", summary: "mirroring against the destination's produce, bucket copy against a plain object copy", run: runBenchMirror},
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {

@@ -95,12 +95,17 @@ type kafkaAgent struct {
 	logs   lockedBuffer
 }
 
+// newServeCmd is the command startKafkaAgent runs.
+var newServeCmd = func(bucket string) *exec.Cmd {
+	return exec.Command(twowayBin, "serve", "--bucket", bucket, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0")
+}
+
 // startKafkaAgent runs "twoway serve" on bucket with HTTP and Kafka on free
 // loopback ports, read from its "twoway serving" log line.
 func startKafkaAgent(t *testing.T, bucket string) *kafkaAgent {
 	t.Helper()
 	a := &kafkaAgent{
-		cmd:    exec.Command(twowayBin, "serve", "--bucket", bucket, "--http", "127.0.0.1:0", "--kafka", "127.0.0.1:0"),
+		cmd:    newServeCmd(bucket),
 		exited: make(chan error, 1),
 	}
 	stderr, err := a.cmd.StderrPipe()

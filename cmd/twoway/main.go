@@ -53,6 +53,7 @@ var commands = []command{
 	{name: "table", summary: "create, list, describe, alter and drop tables (topics as Iceberg tables)", run: runTable},
 	{name: "sql", summary: "run a SQL query over the tables and topics (DuckDB)", run: runSQL},
 	{name: "bucket", summary: "copy a deployment to another bucket (directory, S3), consistently, while it serves", run: runBucket},
+	{name: "mirror", summary: "replicate topics to another deployment continuously, exactly once (edge to cloud and back)", run: runMirror},
 	{name: "bench", summary: "measure a bucket's throughput and latency", run: runBench},
 }
 

@@ -40,6 +40,12 @@ or S3 and compatible stores:
   s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true
 S3 credentials come from the standard AWS chain (environment, shared files,
 instance roles), never from the URL.
+
+With --mirror-to URL (or --mirror-from URL) and --mirror-topics, the agent
+also mirrors the matching topics from its bucket to that deployment (or
+from it into its own), exactly once, as "twoway mirror" does: it keeps
+serving while the other side cannot be reached, and drains the backlog when
+the link returns (docs/EDGE.md).
 `
 
 func runServe(ctx context.Context, e *env, args []string) error {
@@ -62,8 +68,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var supers multiFlag
 	fs.Var(&supers, "super-user", "with --auth, a `principal` (User:NAME) that bypasses the ACLs (repeatable)")
 	hint := fs.String("hint", "127.0.0.1:0", "UDP `address` to take commit hints on: other agents on the bucket tell this one of\ntheir commits at once instead of waiting for its next poll (\"off\": poll only);\nuse an address they can reach when agents run on several hosts")
+	mf := addServeMirrorFlags(fs)
 	if err := fs.parse(e, args, 0); err != nil {
 		return err
+	}
+	mcfg, err := mf.config()
+	if err != nil {
+		return &usageError{err: fmt.Errorf("serve: %w", err), usage: func() { fs.usage(e.stderr) }}
 	}
 	if len(supers) > 0 && !*authOn {
 		return &usageError{err: errors.New("serve: --super-user needs --auth (without it nobody is authorized, so everybody may do everything)"), usage: func() { fs.usage(e.stderr) }}
@@ -96,7 +107,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.Serve(ctx); err != nil {
+	stopMirror := startServeMirror(ctx, a, mcfg, log)
+	err = a.Serve(ctx)
+	stopMirror()
+	if err != nil {
 		return err
 	}
 	log.Info("twoway stopped")

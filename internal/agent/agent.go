@@ -28,6 +28,7 @@ import (
 	"github.com/twoway/twoway/internal/groups"
 	"github.com/twoway/twoway/internal/httpapi"
 	"github.com/twoway/twoway/internal/kafka"
+	"github.com/twoway/twoway/internal/mirror"
 	"github.com/twoway/twoway/internal/module"
 	"github.com/twoway/twoway/internal/stream"
 	"github.com/twoway/twoway/internal/tables"
@@ -120,9 +121,12 @@ type Agent struct {
 	Tables *tables.Module
 	// Users is the security module: users and their authentication.
 	Users *auth.Module
-	kind  bucketurl.Kind
-	set   *module.Set
-	tls   *tls.Config // nil: plaintext
+	// Mirror holds the positions of the mirrors writing into this
+	// deployment, and runs none by itself (see internal/mirror).
+	Mirror *mirror.Module
+	kind   bucketurl.Kind
+	set    *module.Set
+	tls    *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -213,6 +217,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	tcfg := cfg.Tables
 	tcfg.Streams, tcfg.Workers = a.Service, !opts.NoJanitor
 	a.Tables = tables.New(tcfg)
+	a.Mirror = mirror.NewModule()
 	// The HTTP server exists before the modules start, which register
 	// their routes on it; its health checks read the log once it is open.
 	var set *module.Set
@@ -235,6 +240,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		a.Functions,
 		a.Users,
 		a.Tables,
+		a.Mirror,
 	}
 	// The web console commits nothing (no owners), so only agents that
 	// serve HTTP assemble it.

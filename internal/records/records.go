@@ -87,7 +87,14 @@ func Encode(recs []Record) []byte {
 		base = min(base, r.Timestamp)
 		maxTs = max(maxTs, r.Timestamp)
 	}
-	b := make([]byte, HeaderLen, HeaderLen+len(recs)*32)
+	size := HeaderLen
+	for _, r := range recs {
+		size += 32 + len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			size += 10 + len(h.Key) + len(h.Value)
+		}
+	}
+	b := make([]byte, HeaderLen, size)
 	var body []byte
 	for i, r := range recs {
 		body = body[:0]
