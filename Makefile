@@ -153,12 +153,21 @@ RACE_FN   := 'Test(IncrementsThroughTwoAgents|RedeployAndRollbackUnderLoad|AllOr
 # SQL over files and the fresh tail at once.
 RACE_TABLES := 'Test(MaterializeExactlyOnce|Maintenance)$$|TestSQLSeesEveryRecord$$/file'
 
+# Transactions and mirroring under the race detector: the coordinator's
+# commit, abort, fencing and timeout paths, and the mirror's guard, two
+# mirrors at once and its rate limit (their SIGKILL checkers ran in the main
+# step).
+RACE_TXN    := 'TestTxn(CommitAbort|Zombie|Timeout)'
+RACE_MIRROR := 'Test(PositionGuard|MirrorCopiesTopics|TwoMirrorsAtOnce|RetentionSkips|RateLimit|Rebatch)'
+
 test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...
 	$(MAKE) nosql
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -race -count=1 $(GOTESTFLAGS) $(RACE_PKGS)
 	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_FN) ./internal/functions/
 	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_TABLES) ./internal/tables/
+	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_TXN) ./internal/kafka/
+	$(GO) test -race -count=1 $(GOTESTFLAGS) -run $(RACE_MIRROR) ./internal/mirror/
 
 # The build without SQL for the smallest devices: no cgo, no DuckDB; it
 # still materializes tables, and SQL says it is not built in.
