@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/twoway/twoway/bucket"
+	"github.com/twoway/twoway/bucket/bucketurl"
 	"github.com/twoway/twoway/internal/kafka"
 	"github.com/twoway/twoway/internal/stream"
 )
@@ -91,7 +93,22 @@ func idRange(from, n int) []int {
 // never pass the open transaction's first offset, and its records appear
 // once it commits.
 func TestTableReadsCommitted(t *testing.T) {
-	b := fileBucket(t)
+	for _, backend := range []string{"file", "s3"} {
+		t.Run(backend, func(t *testing.T) {
+			url := "file://" + t.TempDir()
+			if backend == "s3" {
+				url = s3URL(t)
+			}
+			b, err := bucketurl.Open(context.Background(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTableReadsCommitted(t, b)
+		})
+	}
+}
+
+func checkTableReadsCommitted(t *testing.T, b bucket.Bucket) {
 	a := startAgent(t, b, Config{Workers: true})
 	a.createTopic(t, "tx", 2)
 	addr := a.kafkaFront(t)
