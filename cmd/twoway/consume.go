@@ -153,6 +153,15 @@ func (c *consumer) run(ctx context.Context, parts []httpapi.Partition, follow bo
 			cur.next = pi.StartOffset
 		case httpapi.OffsetLatest:
 			cur.next = pi.EndOffset
+			if c.committed {
+				// The last stable offset: an open transaction's records
+				// are printed once it commits.
+				res, err := c.s.ReadCommitted(ctx, c.topic, pi.Partition, httpapi.OffsetLatest, 1, 0)
+				if err != nil {
+					return err
+				}
+				cur.next = res.NextOffset
+			}
 		default:
 			if c.from < pi.StartOffset || c.from > pi.EndOffset {
 				return fmt.Errorf("--from %d is out of range: partition %d has offsets %d to %d", c.from, pi.Partition, pi.StartOffset, pi.EndOffset)

@@ -521,6 +521,14 @@ func (a *streamsAPI) read(w http.ResponseWriter, r *http.Request) {
 		offset = 0 // the log start, or an error that says where it is
 	case OffsetLatest:
 		offset = math.MaxInt64 // an error that says where the end is
+		if rp.committed {
+			// As Kafka's read_committed consumers: latest is the last
+			// stable offset, so an open transaction's records are read
+			// once it commits.
+			if v, err := a.svc.TxnView(topic, rp.partition, 0, 0); err == nil {
+				offset = v.LastStable
+			}
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		res, err := a.svc.ReadRecords(ctx, topic, rp.partition, offset, stream.ReadOptions{Max: rp.max, Wait: rp.wait, Committed: rp.committed})

@@ -117,6 +117,10 @@ func TestReadIsolation(t *testing.T) {
 	if rb := readWithLSO(t, srv, "/v1/topics/tx/partitions/0/records?offset=0&isolation=read_committed"); rb.LastStableOffset != open || rb.HighWatermark != hw {
 		t.Fatalf("read_committed: last_stable_offset %d high_watermark %d, want %d %d", rb.LastStableOffset, rb.HighWatermark, open, hw)
 	}
+	// latest is the last stable offset to a read_committed reader.
+	if rb := read(t, srv, "/v1/topics/tx/partitions/0/records?offset=latest&isolation=read_committed"); rb.NextOffset != open || len(rb.Records) != 0 {
+		t.Fatalf("offset=latest&isolation=read_committed: %+v, want no records and next_offset %d", rb, open)
+	}
 	// Records after the open transaction wait for it too.
 	plain("p2")
 	check("open transaction, records after it", "&isolation=read_committed", []string{"p0", "c1a", "c1b", "p1"}, open)
