@@ -33,6 +33,7 @@ type streams interface {
 	SetConfigs(ctx context.Context, name string, configs map[string]*string) (httpapi.Topic, error)
 	Produce(ctx context.Context, topic string, recs []httpapi.ProduceRecord) ([]httpapi.ProduceOffset, error)
 	Read(ctx context.Context, topic string, partition int32, offset int64, max int, wait time.Duration) (httpapi.ReadResult, error)
+	ReadCommitted(ctx context.Context, topic string, partition int32, offset int64, max int, wait time.Duration) (httpapi.ReadResult, error)
 }
 
 const connectHelp = `

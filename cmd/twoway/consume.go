@@ -37,10 +37,17 @@ newer records are printed as they arrive, in offset order per partition.
 
 --from is earliest (the first record kept), latest (only records written
 from now on, with --follow) or an offset, which needs --partition.
+
+--isolation read_committed prints only records of committed transactions
+(and records written outside transactions), as Kafka's read_committed
+consumers see them: it stops at a partition's last stable offset, the first
+offset of its oldest open transaction, until that transaction ends, and
+skips the records of aborted transactions. The default, read_uncommitted,
+prints every record.
 `
 
 func runConsume(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("consume", "twoway consume TOPIC [--partition N] [--from earliest|latest|OFFSET] [--max N] [--follow] [--format value|json]", consumeHelp+connectHelp)
+	fs := newFlagSet("consume", "twoway consume TOPIC [--partition N] [--from earliest|latest|OFFSET] [--max N] [--follow] [--format value|json] [--isolation read_uncommitted|read_committed]", consumeHelp+connectHelp)
 	var partition partitionFlag
 	fs.Var(&partition, "partition", "read only partition `N`")
 	from := fs.String("from", "earliest", "where to start: earliest, latest or an `offset`")
@@ -48,6 +55,7 @@ func runConsume(ctx context.Context, e *env, args []string) error {
 	follow := fs.Bool("follow", false, "keep waiting for new records until interrupted")
 	format := fs.String("format", "value", "output `format`: value or json")
 	keySep := fs.String("key-separator", "", "with --format value, print KEY `SEP` VALUE")
+	isolation := fs.String("isolation", "read_uncommitted", "`level`: read_uncommitted (every record) or read_committed (only committed transactions)")
 	conn := addConnectionFlags(fs)
 	pos, err := fs.parseArgs(e, args, "topic")
 	if err != nil {
@@ -80,6 +88,13 @@ func runConsume(ctx context.Context, e *env, args []string) error {
 	default:
 		return conn.usageError(e, fmt.Errorf("--format %q: use value or json", *format))
 	}
+	switch *isolation {
+	case "read_uncommitted":
+	case "read_committed":
+		c.committed = true
+	default:
+		return conn.usageError(e, fmt.Errorf("--isolation %q: use read_uncommitted or read_committed", *isolation))
+	}
 	if *maxRecords < 0 {
 		return conn.usageError(e, fmt.Errorf("--max %d: use a positive count, or 0 for no limit", *maxRecords))
 	}
@@ -108,15 +123,17 @@ func runConsume(ctx context.Context, e *env, args []string) error {
 var errEnough = errors.New("enough records")
 
 type consumer struct {
-	s       streams
-	topic   string
-	from    int64
-	max     int
-	json    bool
-	keySep  string
-	out     *bufio.Writer
-	stderr  io.Writer
-	printed int
+	s      streams
+	topic  string
+	from   int64
+	max    int
+	json   bool
+	keySep string
+	// committed: read_committed isolation.
+	committed bool
+	out       *bufio.Writer
+	stderr    io.Writer
+	printed   int
 }
 
 // cursor is where a partition is read: next, up to end (exclusive), with
@@ -136,6 +153,15 @@ func (c *consumer) run(ctx context.Context, parts []httpapi.Partition, follow bo
 			cur.next = pi.StartOffset
 		case httpapi.OffsetLatest:
 			cur.next = pi.EndOffset
+			if c.committed {
+				// The last stable offset: an open transaction's records
+				// are printed once it commits.
+				res, err := c.s.ReadCommitted(ctx, c.topic, pi.Partition, httpapi.OffsetLatest, 1, 0)
+				if err != nil {
+					return err
+				}
+				cur.next = res.NextOffset
+			}
 		default:
 			if c.from < pi.StartOffset || c.from > pi.EndOffset {
 				return fmt.Errorf("--from %d is out of range: partition %d has offsets %d to %d", c.from, pi.Partition, pi.StartOffset, pi.EndOffset)
@@ -183,15 +209,27 @@ func (c *consumer) catchUp(ctx context.Context, curs []*cursor) error {
 	return c.out.Flush()
 }
 
-// fill reads the next page of a cursor below its end.
+// fill reads the next page of a cursor below its end (read_committed:
+// below the last stable offset too).
 func (c *consumer) fill(ctx context.Context, cur *cursor) error {
-	for empty := 0; cur.next < cur.end && len(cur.buf) == 0; empty++ {
+	for empty := 0; cur.next < cur.end && len(cur.buf) == 0; {
 		if empty == 3 {
 			return fmt.Errorf("partition %d: no records at offset %d although the partition ends at %d", cur.p, cur.next, cur.end)
 		}
+		before := cur.next
 		res, err := c.read(ctx, cur, int(min(cur.end-cur.next, consumePage)), 0)
 		if err != nil {
 			return err
+		}
+		if c.committed {
+			// Past the last stable offset nothing is decided yet:
+			// catching up ends there.
+			cur.end = min(cur.end, max(res.LastStableOffset, cur.next))
+		}
+		if cur.next > before {
+			empty = 0 // markers or aborted records skipped: progress
+		} else {
+			empty++
 		}
 		for _, r := range res.Records {
 			if r.Offset < cur.end {
@@ -206,7 +244,11 @@ func (c *consumer) fill(ctx context.Context, cur *cursor) error {
 // meanwhile are skipped, with a note on stderr.
 func (c *consumer) read(ctx context.Context, cur *cursor, max int, wait time.Duration) (httpapi.ReadResult, error) {
 	for {
-		res, err := c.s.Read(ctx, c.topic, cur.p, cur.next, max, wait)
+		read := c.s.Read
+		if c.committed {
+			read = c.s.ReadCommitted
+		}
+		res, err := read(ctx, c.topic, cur.p, cur.next, max, wait)
 		if ae, ok := errors.AsType[*httpapi.Error](err); ok && ae.Code == httpapi.CodeOffsetOutOfRange && ae.LogStartOffset != nil && cur.next < *ae.LogStartOffset {
 			fmt.Fprintf(c.stderr, "twoway: partition %d: offsets %d to %d were removed by retention; continuing at %d\n", cur.p, cur.next, *ae.LogStartOffset-1, *ae.LogStartOffset)
 			cur.next = *ae.LogStartOffset

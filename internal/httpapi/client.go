@@ -197,16 +197,33 @@ func (c *Client) Produce(ctx context.Context, topic string, recs []ProduceRecord
 type ReadResult struct {
 	Records []records.Record
 	// NextOffset is where the next read continues.
-	NextOffset     int64
-	HighWatermark  int64
-	LogStartOffset int64
+	NextOffset    int64
+	HighWatermark int64
+	// LastStableOffset: below it every transaction has ended; a
+	// read_committed reader gets nothing at or above it.
+	LastStableOffset int64
+	LogStartOffset   int64
 }
 
 // Read returns up to max records of a partition from offset (a number,
 // OffsetEarliest or OffsetLatest), waiting up to wait for the first one
-// when there is none yet.
+// when there is none yet. It reads uncommitted, as Kafka consumers do by
+// default: records of open and aborted transactions too.
 func (c *Client) Read(ctx context.Context, topic string, partition int32, offset int64, max int, wait time.Duration) (ReadResult, error) {
+	return c.read(ctx, topic, partition, offset, max, wait, false)
+}
+
+// ReadCommitted is Read with isolation=read_committed: only records below
+// the last stable offset, without those of aborted transactions.
+func (c *Client) ReadCommitted(ctx context.Context, topic string, partition int32, offset int64, max int, wait time.Duration) (ReadResult, error) {
+	return c.read(ctx, topic, partition, offset, max, wait, true)
+}
+
+func (c *Client) read(ctx context.Context, topic string, partition int32, offset int64, max int, wait time.Duration, committed bool) (ReadResult, error) {
 	q := url.Values{}
+	if committed {
+		q.Set("isolation", "read_committed")
+	}
 	switch offset {
 	case OffsetEarliest:
 		q.Set("offset", "earliest")
@@ -226,7 +243,7 @@ func (c *Client) Read(ctx context.Context, topic string, partition int32, offset
 	if err := c.do(ctx, "GET", path, q, nil, &out); err != nil {
 		return ReadResult{}, err
 	}
-	res := ReadResult{NextOffset: out.NextOffset, HighWatermark: out.HighWatermark, LogStartOffset: out.LogStartOffset}
+	res := ReadResult{NextOffset: out.NextOffset, HighWatermark: out.HighWatermark, LastStableOffset: out.LastStableOffset, LogStartOffset: out.LogStartOffset}
 	for _, r := range out.Records {
 		rec, err := r.Decode()
 		if err != nil {

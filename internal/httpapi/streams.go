@@ -435,6 +435,7 @@ type readParams struct {
 	offset    int64 // or OffsetEarliest, OffsetLatest
 	max       int
 	wait      time.Duration
+	committed bool // isolation=read_committed
 }
 
 func parseReadParams(r *http.Request) (readParams, error) {
@@ -472,8 +473,17 @@ func parseReadParams(r *http.Request) (readParams, error) {
 				return rp, &fieldError{"wait", err}
 			}
 			rp.wait = min(d, MaxWait)
+		case "isolation":
+			switch v {
+			case "read_uncommitted", "":
+				rp.committed = false
+			case "read_committed":
+				rp.committed = true
+			default:
+				return rp, &fieldError{"isolation", fmt.Errorf("%q is not an isolation level: use read_uncommitted (the default) or read_committed", v)}
+			}
 		default:
-			return rp, &fieldError{name, errors.New("unknown query parameter (the parameters are offset, max, wait)")}
+			return rp, &fieldError{name, errors.New("unknown query parameter (the parameters are offset, max, wait, isolation)")}
 		}
 	}
 	return rp, nil
@@ -512,18 +522,24 @@ func (a *streamsAPI) read(w http.ResponseWriter, r *http.Request) {
 		offset = 0 // the log start, or an error that says where it is
 	case OffsetLatest:
 		offset = math.MaxInt64 // an error that says where the end is
+		if rp.committed {
+			// As Kafka's read_committed consumers: latest is the last
+			// stable offset, so an open transaction's records are read
+			// once it commits.
+			if v, err := a.svc.TxnView(topic, rp.partition, 0, 0); err == nil {
+				offset = v.LastStable
+			}
+		}
 	}
 	for attempt := 0; ; attempt++ {
-		recs, res, err := a.svc.Read(ctx, topic, rp.partition, offset, rp.max, rp.wait)
+		res, err := a.svc.ReadRecords(ctx, topic, rp.partition, offset, stream.ReadOptions{Max: rp.max, Wait: rp.wait, Committed: rp.committed})
 		oor, isOOR := errors.AsType[*stream.OffsetOutOfRangeError](err)
 		switch {
 		case err == nil:
-			out := readResponse{Records: make([]Record, len(recs)), NextOffset: offset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStart}
-			for i, rec := range recs {
+			out := readResponse{Records: make([]Record, len(res.Records)), NextOffset: res.Next,
+				HighWatermark: res.HighWatermark, LastStableOffset: res.LastStable, LogStartOffset: res.LogStart}
+			for i, rec := range res.Records {
 				out.Records[i] = NewRecord(rp.partition, rec)
-			}
-			if len(recs) > 0 {
-				out.NextOffset = recs[len(recs)-1].Offset + 1
 			}
 			writeJSON(w, http.StatusOK, out)
 			return

@@ -539,8 +539,10 @@ func (r Record) Decode() (records.Record, error) {
 
 // readResponse is the answer of a read.
 type readResponse struct {
-	Records        []Record `json:"records"`
-	NextOffset     int64    `json:"next_offset"`
-	HighWatermark  int64    `json:"high_watermark"`
-	LogStartOffset int64    `json:"log_start_offset"`
+	Records       []Record `json:"records"`
+	NextOffset    int64    `json:"next_offset"`
+	HighWatermark int64    `json:"high_watermark"`
+	// LastStableOffset: below it every transaction has ended.
+	LastStableOffset int64 `json:"last_stable_offset"`
+	LogStartOffset   int64 `json:"log_start_offset"`
 }

@@ -181,7 +181,7 @@ func (m *Module) session(ctx context.Context, name string, log *slog.Logger) err
 	interval := time.Duration(t.Def.CommitIntervalMs) * time.Millisecond
 	flushAfter := interval - min(2*time.Second, interval/5)
 	var firstPending time.Time
-	moved := false // offsets advanced past records that are not rows (retention)
+	moved := false // offsets advanced past records that are not rows (retention, markers, aborted transactions)
 	lastMaint := time.Now()
 	ra := m.newReadAhead(ctx, t.Def.Topic, dec, main, dlq)
 	defer ra.close()
@@ -216,7 +216,17 @@ func (m *Module) session(ctx context.Context, name string, log *slog.Logger) err
 				off, moved = p.Start, true
 				pos[p.Partition] = off
 			}
-			if off >= p.End || main.rows.bytes+dlq.rows.bytes >= m.cfg.FlushBytes {
+			// Committed records only: a partition with an open
+			// transaction waits at its first offset (the last stable
+			// offset), so the table's offsets never pass a record whose
+			// transaction is undecided.
+			end := p.End
+			if off < end {
+				if v, err := m.streams.TxnView(t.Def.Topic, p.Partition, off, off); err == nil {
+					end = min(end, v.LastStable)
+				}
+			}
+			if off >= end || main.rows.bytes+dlq.rows.bytes >= m.cfg.FlushBytes {
 				continue
 			}
 			c, err := ra.get(ctx, p.Partition, off)
@@ -238,10 +248,14 @@ func (m *Module) session(ctx context.Context, name string, log *slog.Logger) err
 				m.pend(ctx, fio, main, c.main, t.Def.Name)
 				m.pend(ctx, fio, dlq, c.dlq, t.Def.Name)
 				got = true
+			} else if c.next > off {
+				// Only markers or aborted records: the offsets move on
+				// all the same, so the table says it has read them.
+				moved = true
 			}
 			off = c.next
 			pos[p.Partition] = off
-			if off < p.End {
+			if off < end {
 				ra.ahead(p.Partition, off)
 			}
 		}
@@ -519,6 +533,14 @@ func (ra *readAhead) build(c *chunk) {
 		}
 		return
 	}
+	// Taken after the fetch, the view has every aborted transaction of
+	// the records below its last stable offset: they have all ended.
+	view, err := ra.m.streams.TxnView(ra.topic, c.part, off, res.HighWatermark)
+	if err != nil {
+		c.err = fmt.Errorf("read %s/%d at %d: %w", ra.topic, c.part, off, err)
+		return
+	}
+	end := min(res.HighWatermark, view.LastStable)
 	for _, batch := range res.Batches {
 		recs, m, err := records.Decode(batch, stream.Decompress)
 		if err != nil {
@@ -527,11 +549,14 @@ func (ra *readAhead) build(c *chunk) {
 		}
 		for i := range recs {
 			r := &recs[i]
-			if r.Offset < off || r.Offset >= res.HighWatermark {
+			if r.Offset < off {
 				continue
 			}
-			if m.IsControl() {
-				off = r.Offset + 1 // a transaction marker, not a row
+			if r.Offset >= end {
+				return // undecided: read again once its transaction ends
+			}
+			if !view.Committed(m, r.Offset) {
+				off = r.Offset + 1 // a transaction marker or an aborted record, not a row
 				continue
 			}
 			if err := addRecord(c.part, r, ra.dec, &ra.fr, ra.main, ra.dlq); err != nil {

@@ -195,7 +195,16 @@ func (m *Module) tail(ctx context.Context, topic string, offsets map[int32]int64
 		if !ok || off < p.Start {
 			off = p.Start
 		}
-		end := p.End
+		// Committed records only, as the materializer reads them: up to
+		// the last stable offset, without aborted transactions. The view
+		// is taken before reading, so every transaction with records below
+		// its last stable offset has ended and its aborted ranges are in
+		// it.
+		view, err := m.streams.TxnView(topic, p.Partition, off, p.End)
+		if err != nil {
+			return fmt.Errorf("reading %s/%d at %d: %w", topic, p.Partition, off, err)
+		}
+		end := min(p.End, view.LastStable)
 		for off < end {
 			res, err := m.streams.Fetch(ctx, topic, p.Partition, off, 8<<20, 0)
 			if err != nil {
@@ -217,8 +226,8 @@ func (m *Module) tail(ctx context.Context, topic string, offsets map[int32]int64
 					if r.Offset < off || r.Offset >= end {
 						continue
 					}
-					if m.IsControl() {
-						next = r.Offset + 1 // a transaction marker, not a row
+					if !view.Committed(m, r.Offset) {
+						next = r.Offset + 1 // a transaction marker or an aborted record, not a row
 						continue
 					}
 					if !fn(p.Partition, r) {
