@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/twoway/twoway/internal/stream"
 	"hash/fnv"
 	"sort"
 	"strings"
@@ -217,7 +218,10 @@ func (m *Module) consume(ctx context.Context, k partKey) {
 			}
 			pos = ti.PartitionsInfo[k.p].Start
 		}
-		recs, res, err := m.streams.Read(ctx, k.topic, k.p, pos, m.cfg.BatchMax, time.Second)
+		// Committed records only (read_committed): a subscription never
+		// runs records of an aborted or still open transaction, and moves
+		// on past transaction markers.
+		res, err := m.streams.ReadRecords(ctx, k.topic, k.p, pos, stream.ReadOptions{Max: m.cfg.BatchMax, Wait: time.Second, Committed: true})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -226,13 +230,19 @@ func (m *Module) consume(ctx context.Context, k partKey) {
 			backoff()
 			continue
 		}
-		from := pos
+		recs, from := res.Records, pos
 		if len(recs) == 0 {
+			to := res.Next
 			if pos < res.LogStart {
 				// Retention removed records before they were processed.
 				log.Warn("input records were deleted by retention before processing", "from", pos, "to", res.LogStart)
+				to = max(to, res.LogStart)
+			}
+			if to > pos {
+				// Nothing to run (retention, markers, aborted records):
+				// the position moves on by itself.
 				b := m.newBatch(&d)
-				b.input = &inputRange{Topic: k.topic, Partition: k.p, From: from, To: res.LogStart}
+				b.input = &inputRange{Topic: k.topic, Partition: k.p, From: from, To: to}
 				if err := m.commit(ctx, b); err != nil && ctx.Err() == nil {
 					backoff()
 				}
@@ -246,7 +256,7 @@ func (m *Module) consume(ctx context.Context, k partKey) {
 			continue
 		}
 		b := m.newBatch(&l.d)
-		b.input = &inputRange{Topic: k.topic, Partition: k.p, From: from, To: recs[len(recs)-1].Offset + 1}
+		b.input = &inputRange{Topic: k.topic, Partition: k.p, From: from, To: res.Next}
 		for _, r := range recs {
 			rec := &Record{Topic: k.topic, Partition: k.p, Offset: r.Offset, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}
 			for _, h := range r.Headers {
