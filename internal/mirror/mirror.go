@@ -522,16 +522,36 @@ func (m *Mirror) read(ctx context.Context, topic string, p int32, positions map[
 		return nil, nil, 0, fmt.Errorf("read the source %s/%d at %d: %w", topic, p, next, err)
 	}
 	a.End = max(a.End, res.HighWatermark)
+	// Committed records only, as a read_committed consumer sees them: up
+	// to the last stable offset (the first offset of the oldest open
+	// transaction, a batch boundary), and no batch of an aborted
+	// transaction. The view is taken after the fetch, so every
+	// transaction below its last stable offset has ended.
+	view, err := m.cfg.From.TxnView(topic, p, next, res.HighWatermark)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("read the source %s/%d at %d: %w", topic, p, next, err)
+	}
 	to := next
 	var ss []span
 	for _, b := range res.Batches {
-		var meta records.BatchMeta
+		meta, err := records.ParseMeta(b)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("source %s/%d at %d: %w", topic, p, to, err)
+		}
+		if meta.BaseOffset >= view.LastStable {
+			break
+		}
+		last := meta.BaseOffset + int64(meta.LastOffsetDelta)
+		if !view.Committed(meta, max(meta.BaseOffset, to)) {
+			to = max(to, last+1) // a marker, or an aborted transaction's batch
+			continue
+		}
 		before := len(ss)
 		ss, meta, err = spans(ss, b, to)
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("source %s/%d at %d: %w", topic, p, meta.BaseOffset, err)
 		}
-		to = max(to, meta.BaseOffset+int64(meta.LastOffsetDelta)+1)
+		to = max(to, last+1)
 		for _, s := range ss[before:] {
 			n += len(s.kv) + len(s.hs)
 		}
