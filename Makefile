@@ -158,7 +158,7 @@ RACE_TABLES := 'Test(MaterializeExactlyOnce|Maintenance)$$|TestSQLSeesEveryRecor
 # mirrors at once and its rate limit (their SIGKILL checkers ran in the main
 # step).
 RACE_TXN    := 'TestTxn(CommitAbort|Zombie|Timeout)'
-RACE_MIRROR := 'Test(PositionGuard|MirrorCopiesTopics|TwoMirrorsAtOnce|RetentionSkips|RateLimit|Rebatch)'
+RACE_MIRROR := 'Test(PositionGuard|TwoMirrorsAtOnce|RetentionSkips|RateLimit|Rebatch)$$|TestMirrorCopiesTopics$$/file'
 
 test: tools examples fmt-check vet
 	MINIO=$(MINIO) ./scripts/with-minio.sh $(GO) test -count=1 $(GOTESTFLAGS) ./...
