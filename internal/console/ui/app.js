@@ -90,7 +90,9 @@ async function api(path, opts = {}) {
   }
   const resp = await fetch(path, { method: opts.method || 'GET', headers, body: opts.body, signal: opts.signal });
   if (resp.status === 401) {
-    showLogin(t ? 'That token was refused: sign in again.' : 'This agent requires authentication.');
+    // A refusal of a token that has been replaced since (a request still
+    // in flight when the user signed in again) asks nothing.
+    if (t === token()) showLogin(t ? 'That token was refused: sign in again.' : 'This agent requires authentication.');
     throw new APIError(401, { error: 'authentication required', code: 'unauthorized' });
   }
   if (opts.raw) {
@@ -697,6 +699,12 @@ views.bucket = () => {
 
 function showLogin(why) {
   stopTick();
+  // Several calls refused at once show one form, and keep what is typed.
+  const shown = document.querySelector('#login');
+  if (shown && current === null) {
+    shown.parentElement.querySelector('p').textContent = why;
+    return;
+  }
   const input = h('input', { id: 'token', type: 'password', autocomplete: 'current-password', placeholder: 'tw_…', 'aria-label': 'token' });
   const el = h('section', { class: 'login' }, h('h1', null, 'Sign in'), h('p', null, why),
     h('p', { class: 'muted' }, 'Paste a token made with `twoway token create --principal User:NAME`. It is kept in this browser and sent as a bearer token with every call.'),
