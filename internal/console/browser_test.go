@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/twoway/twoway/internal/agent"
 	"github.com/twoway/twoway/internal/functions"
@@ -377,18 +378,9 @@ func TestConsole(t *testing.T) {
 			if errs := b.takeErrors(); len(errs) > 0 {
 				t.Errorf("page %s: console errors:\n%s", p.name, strings.Join(errs, "\n"))
 			}
-			if dir := os.Getenv("TWOWAY_CONSOLE_SCREENSHOTS"); dir != "" {
-				var png []byte
-				ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
-				png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-				cancel()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(dir, p.name+".png"), png, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			b.checkReadable(t, p.name, false)
+			b.checkCharts(t, p.name)
+			b.screenshot(t, p.name)
 		}
 	})
 
@@ -536,7 +528,306 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("the first load transferred %.0f bytes, want at most 300 KiB", total)
 		}
 	})
+	t.Run("DarkMode", func(t *testing.T) {
+		b.scheme(t, "dark")
+		defer b.scheme(t, "light")
+		for _, p := range pages {
+			b.do(t, chromedp.Navigate(ta.base+"/ui/"+p.hash))
+			b.wait(t, p.name, p.ready)
+			b.waitTick(t)
+			b.checkReadable(t, p.name, true)
+			b.checkCharts(t, p.name)
+			if errs := b.takeErrors(); len(errs) > 0 {
+				t.Errorf("page %s in dark mode: console errors:\n%s", p.name, strings.Join(errs, "\n"))
+			}
+			if p.name == "overview" {
+				b.screenshot(t, "overview-dark")
+			}
+		}
+	})
+
+	t.Run("Phone", func(t *testing.T) {
+		b.do(t, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulatePortrait, chromedp.EmulateTouch))
+		defer b.do(t, chromedp.EmulateViewport(1280, 900))
+		wide := 0
+		for _, p := range pages {
+			b.do(t, chromedp.Navigate(ta.base+"/ui/"+p.hash))
+			b.wait(t, p.name, p.ready)
+			b.waitTick(t)
+			var r struct {
+				Width int      `json:"width"`
+				Wide  int      `json:"wide"`
+				Bad   []string `json:"bad"`
+			}
+			if err := json.Unmarshal([]byte(eval[string](t, b, phoneJS)), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Width != 390 {
+				t.Fatalf("page %s: the viewport is %d px wide, want 390", p.name, r.Width)
+			}
+			for _, e := range r.Bad {
+				t.Errorf("page %s at 390 px: %s", p.name, e)
+			}
+			wide += r.Wide
+			b.checkCharts(t, p.name)
+			if errs := b.takeErrors(); len(errs) > 0 {
+				t.Errorf("page %s on a phone: console errors:\n%s", p.name, strings.Join(errs, "\n"))
+			}
+			if p.name == "overview" {
+				b.screenshot(t, "overview-phone")
+			}
+		}
+		// Some table is wider than a phone, so the checks above saw one
+		// scroll inside its box.
+		if wide == 0 {
+			t.Error("no table was wider than its box at 390 px: the scrolling is untested")
+		}
+	})
+
+	t.Run("Keyboard", func(t *testing.T) {
+		b.do(t, chromedp.Navigate(ta.base+"/ui/?keys#/overview"))
+		b.wait(t, "the overview", pages[0].ready)
+		// Tab from the top: the brand, then the navigation, each with a
+		// visible focus ring.
+		b.do(t, chromedp.KeyEvent(kb.Tab))
+		f := b.focused(t)
+		if f.Tag != "A" || !strings.Contains(f.Text, "twoway") || !f.Ring {
+			t.Fatalf("the first Tab focused %+v, want the brand link with a ring", f)
+		}
+		b.do(t, chromedp.KeyEvent(kb.Tab+kb.Tab))
+		if f = b.focused(t); f.Page != "topics" || !f.Ring {
+			t.Fatalf("the third Tab focused %+v, want the Topics link with a ring", f)
+		}
+		b.do(t, chromedp.KeyEvent(kb.Enter))
+		b.wait(t, "the topics page by Enter", `location.hash === '#/topics' && document.querySelector('[data-topic-records="orders"]')`)
+		// The focus stays where it was across refreshes of the table.
+		b.do(t, chromedp.Focus(chromedp.CSS(`#topics a[href="#/topics/orders"]`)))
+		b.waitTick(t)
+		b.waitTick(t)
+		if f = b.focused(t); f.Href != "#/topics/orders" {
+			t.Fatalf("after two refreshes the focus is on %+v, want the orders link", f)
+		}
+		b.do(t, chromedp.KeyEvent(kb.Enter))
+		b.wait(t, "a topic by Enter", `location.hash === '#/topics/orders' && document.querySelectorAll('#records tbody tr td').length > 5`)
+		// "/" focuses the first field; every Tab stop on the page shows
+		// its focus.
+		b.do(t, chromedp.KeyEvent("/"))
+		if f = b.focused(t); f.ID != "produce-key" {
+			t.Fatalf("/ focused %+v, want #produce-key", f)
+		}
+		for i := 0; i < 30; i++ {
+			b.do(t, chromedp.KeyEvent(kb.Tab))
+			if f = b.focused(t); f.Tag != "BODY" && !f.Ring {
+				t.Errorf("Tab stop %d, %+v, shows no focus ring", i, f)
+			}
+		}
+		// A form submits by Enter: the record browser from offset 1.
+		b.do(t, chromedp.Focus(chromedp.CSS("#browse-at")), chromedp.KeyEvent("1"+kb.Enter))
+		b.wait(t, "the records from offset 1", `[...document.querySelectorAll('#browse .msg')].some((e) => / showing \d+ from 1$/.test(e.textContent))`)
+		// A page by its number key, and SQL by Ctrl+Enter.
+		b.do(t, chromedp.Focus(chromedp.CSS("main")), chromedp.KeyEvent("6"))
+		b.wait(t, "the SQL page by 6", `location.hash === '#/sql' && document.getElementById('sql-text')`)
+		b.do(t, chromedp.SetValue(chromedp.CSS("#sql-text"), "select 40 + 2 as n"), chromedp.Focus(chromedp.CSS("#sql-text")),
+			chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+		b.wait(t, "the query run by Ctrl+Enter", `(document.querySelector('#sql-grid tbody td')||{}).textContent === '42'`)
+		if errs := b.takeErrors(); len(errs) > 0 {
+			t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
+		}
+	})
 	runtime.KeepAlive(ta)
+}
+
+// readableJS answers the shown texts of the page (and the values of its
+// fields, and its chart labels) whose contrast with the background behind
+// them is below 4.5 (WCAG AA for text), and the chart lines below 3 (AA
+// for graphics), and whether the page is dark.
+const readableJS = `(() => {
+  const parse = (c) => { const m = /rgba?\(([^)]+)\)/.exec(c || ''); if (!m) return null; const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number); return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 }; };
+  const lin = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = (c) => 0.2126 * lin(c.r) + 0.7152 * lin(c.g) + 0.0722 * lin(c.b);
+  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+  const bg = (el) => { for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0) return c; } return { r: 255, g: 255, b: 255, a: 1 }; };
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (typeof el.className === 'string' && el.className ? '.' + el.className.split(' ').join('.') : '');
+  const bad = [];
+  let texts = 0, lines = 0;
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.getClientRects().length === 0 || getComputedStyle(el).visibility === 'hidden' || el.closest('option')) continue;
+    const cs = getComputedStyle(el);
+    if (el.matches('polyline')) {
+      if (el.points.length === 0) continue;
+      lines++;
+      const r = ratio(parse(cs.stroke), bg(el.ownerSVGElement));
+      if (r < 3) bad.push('chart line ' + name(el) + ': contrast ' + r.toFixed(2));
+      continue;
+    }
+    const svg = el instanceof SVGElement;
+    if (svg && !el.matches('text')) continue;
+    const field = el.matches('input, select, textarea, button');
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim() !== '');
+    if (!own && !field) continue;
+    texts++;
+    const fg = parse(svg ? cs.fill : cs.color), back = bg(el);
+    const r = ratio(fg, back);
+    if (r < 4.5) bad.push(name(el) + ' ' + JSON.stringify((el.textContent || el.value || '').trim().slice(0, 30)) + ': ' + cs.color + ' on ' + JSON.stringify(back) + ', contrast ' + r.toFixed(2));
+    if (field) {
+      const fb = parse(cs.backgroundColor);
+      if (!fb || fb.a === 0) bad.push(name(el) + ' has no background of its own');
+    }
+  }
+  return JSON.stringify({ dark: lum(bg(document.body)) < 0.1, texts, lines, bad: bad.slice(0, 20) });
+})()`
+
+// checkReadable fails the test for every text of the page that is hard to
+// read, and when the page is not in the scheme asked for.
+func (b *browser) checkReadable(t testing.TB, page string, dark bool) {
+	t.Helper()
+	var r struct {
+		Dark  bool     `json:"dark"`
+		Texts int      `json:"texts"`
+		Lines int      `json:"lines"`
+		Bad   []string `json:"bad"`
+	}
+	if err := json.Unmarshal([]byte(eval[string](t, b, readableJS)), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Dark != dark {
+		t.Errorf("page %s: dark is %v, want %v", page, r.Dark, dark)
+	}
+	if r.Texts < 10 {
+		t.Errorf("page %s: only %d texts were checked", page, r.Texts)
+	}
+	for _, e := range r.Bad {
+		t.Errorf("page %s (dark %v): %s", page, dark, e)
+	}
+}
+
+// chartsJS answers what is wrong with the page's charts: labels not at
+// their natural aspect (a non-uniform scale), an axis or lines not
+// spanning the chart's width as laid out now, labels outside the chart.
+const chartsJS = `(() => {
+  const bad = [];
+  let labels = 0;
+  for (const svg of document.querySelectorAll('.chart svg')) {
+    const box = svg.getBoundingClientRect(), k = svg.getScreenCTM().a;
+    for (const t of svg.querySelectorAll('text')) {
+      const m = t.getScreenCTM();
+      labels++;
+      if (Math.abs(m.a - m.d) > 1e-3 || Math.abs(m.b) > 1e-3 || Math.abs(m.c) > 1e-3) bad.push('label ' + JSON.stringify(t.textContent) + ' is scaled ' + m.a.toFixed(3) + ' × ' + m.d.toFixed(3));
+      const r = t.getBoundingClientRect();
+      if (t.textContent && (r.left < box.left - 1 || r.right > box.right + 1)) bad.push('label ' + JSON.stringify(t.textContent) + ' lies outside the chart');
+    }
+    const x2 = svg.querySelector('line.axis').x2.baseVal.value * k;
+    if (Math.abs(x2 - box.width) > 2) bad.push('the axis ends at ' + x2.toFixed(0) + ' px of ' + box.width.toFixed(0));
+    for (const pl of svg.querySelectorAll('polyline')) for (const p of pl.points) if (p.x * k > box.width + 1) { bad.push('a point at ' + (p.x * k).toFixed(0) + ' px beyond the width ' + box.width.toFixed(0)); break; }
+  }
+  return JSON.stringify({ charts: document.querySelectorAll('.chart svg').length, labels, bad: bad.slice(0, 20) });
+})()`
+
+// checkCharts fails the test for what chartsJS finds.
+func (b *browser) checkCharts(t testing.TB, page string) {
+	t.Helper()
+	var r struct {
+		Charts int      `json:"charts"`
+		Labels int      `json:"labels"`
+		Bad    []string `json:"bad"`
+	}
+	if err := json.Unmarshal([]byte(eval[string](t, b, chartsJS)), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Labels < 4*r.Charts {
+		t.Errorf("page %s: %d labels in %d charts", page, r.Labels, r.Charts)
+	}
+	for _, e := range r.Bad {
+		t.Errorf("page %s: chart: %s", page, e)
+	}
+}
+
+// phoneJS answers what keeps a page from being used on a narrow screen:
+// the document wider than the viewport (and the elements that make it
+// so), a navigation link not on screen or covered, a table that does not
+// scroll inside its own box; and how many tables are wider than theirs.
+const phoneJS = `(() => {
+  const iw = innerWidth, bad = [];
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (typeof el.className === 'string' && el.className ? '.' + el.className.split(' ').join('.') : '');
+  const sw = document.scrollingElement.scrollWidth;
+  if (sw > iw + 1) {
+    bad.push('the document is ' + sw + ' px wide');
+    for (const el of document.querySelectorAll('body *')) {
+      if (el.closest('.scroll') && !el.matches('.scroll')) continue;
+      const r = el.getBoundingClientRect();
+      if (r.right > iw + 1) bad.push(name(el) + ' ends at ' + Math.round(r.right) + ' px');
+      if (bad.length > 12) break;
+    }
+  }
+  window.scrollTo(0, 0);
+  for (const a of document.querySelectorAll('nav a')) {
+    const r = a.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    if (r.width === 0 || r.left < 0 || r.right > iw + 1 || r.bottom > innerHeight || !a.contains(hit)) bad.push('the link ' + a.textContent + ' is not on screen');
+  }
+  let wide = 0;
+  for (const t of document.querySelectorAll('main table')) {
+    const box = t.parentElement, ox = getComputedStyle(box).overflowX;
+    if (!box.classList.contains('scroll') || (ox !== 'auto' && ox !== 'scroll')) bad.push(name(t) + ' is not in a scrolling box');
+    if (box.getBoundingClientRect().right > iw + 1) bad.push('the box of ' + name(t) + ' ends at ' + Math.round(box.getBoundingClientRect().right) + ' px');
+    if (t.scrollWidth > box.clientWidth + 1) wide++;
+  }
+  return JSON.stringify({ width: iw, wide, bad });
+})()`
+
+type focus struct {
+	Tag, ID, Text, Page, Href string
+	Ring                      bool
+}
+
+// focused answers the element with the keyboard focus, and whether it
+// shows a focus ring (an outline of at least 2 px).
+func (b *browser) focused(t testing.TB) focus {
+	t.Helper()
+	var f focus
+	js := `(() => { const a = document.activeElement, cs = getComputedStyle(a);
+	  return JSON.stringify({ Tag: a.tagName, ID: a.id, Text: (a.textContent || '').trim().slice(0, 40), Page: (a.dataset && a.dataset.page) || '', Href: a.getAttribute('href') || '',
+	    Ring: a.matches(':focus-visible') && cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2 }); })()`
+	if err := json.Unmarshal([]byte(eval[string](t, b, js)), &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// scheme sets the prefers-color-scheme the page sees.
+func (b *browser) scheme(t testing.TB, scheme string) {
+	t.Helper()
+	b.do(t, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+		return err
+	}))
+}
+
+// waitTick waits for the page's next refresh (the live indicator's time
+// changes), so that what the checks see has been updated at least once.
+func (b *browser) waitTick(t testing.TB) {
+	t.Helper()
+	prev := eval[string](t, b, `document.getElementById('live').textContent`)
+	b.wait(t, "a refresh", `((s) => s.startsWith('live') && s !== `+strconv.Quote(prev)+`)(document.getElementById('live').textContent)`)
+}
+
+// screenshot saves the page as docs/console/NAME.png when
+// TWOWAY_CONSOLE_SCREENSHOTS names the directory.
+func (b *browser) screenshot(t testing.TB, name string) {
+	t.Helper()
+	dir := os.Getenv("TWOWAY_CONSOLE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestConsoleLogin: with --auth the console asks for a token, sends it

@@ -90,7 +90,9 @@ async function api(path, opts = {}) {
   }
   const resp = await fetch(path, { method: opts.method || 'GET', headers, body: opts.body, signal: opts.signal });
   if (resp.status === 401) {
-    showLogin(t ? 'That token was refused: sign in again.' : 'This agent requires authentication.');
+    // A refusal of a token that has been replaced since (a request still
+    // in flight when the user signed in again) asks nothing.
+    if (t === token()) showLogin(t ? 'That token was refused: sign in again.' : 'This agent requires authentication.');
     throw new APIError(401, { error: 'authentication required', code: 'unauthorized' });
   }
   if (opts.raw) {
@@ -162,15 +164,19 @@ const metrics = {
 
 // chart builds a line chart of up to 6 series once; update() moves its
 // polylines' points. series: [[label, name], ...] or a function giving them.
+// The SVG has no viewBox: its user units are CSS pixels, so text keeps its
+// natural aspect at any width, and update() lays the chart out for the
+// width the element has now (the tick and a window resize call it).
 function chart(title, series, unit) {
-  const W = 600, H = 120, P = 28;
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': title });
-  svg.append(s('line', { x1: P, y1: H - 14, x2: W, y2: H - 14, class: 'axis' }));
+  const H = 120, P = 28;
+  let W = 0;
+  const svg = s('svg', { role: 'img', 'aria-label': title });
+  const axis = s('line', { x1: P, y1: H - 14, x2: P, y2: H - 14, class: 'axis' });
   const top = s('text', { x: 0, y: 10, class: 'lbl' });
   const zero = s('text', { x: 0, y: H - 16, class: 'lbl' }); zero.textContent = '0';
   const left = s('text', { x: P, y: H - 2, class: 'lbl' }); left.textContent = '−15 min';
-  const right = s('text', { x: W - 30, y: H - 2, class: 'lbl' }); right.textContent = 'now';
-  svg.append(top, zero, left, right);
+  const right = s('text', { x: P, y: H - 2, class: 'lbl', 'text-anchor': 'end' }); right.textContent = 'now';
+  svg.append(axis, top, zero, left, right);
   const lines = [];
   for (let i = 0; i < 6; i++) {
     const pl = s('polyline', { class: 's' + i, points: '' });
@@ -181,6 +187,12 @@ function chart(title, series, unit) {
   const el = h('div', { class: 'chart' }, h('h3', null, title, ' ', current), svg, legend);
   let legendKey = '';
   el.update = () => {
+    const w = Math.max(P + 40, Math.round(svg.getBoundingClientRect().width) || 600);
+    if (w !== W) {
+      W = w;
+      axis.setAttribute('x2', W);
+      right.setAttribute('x', W - 1);
+    }
     const list = (typeof series === 'function' ? series() : series).slice(0, 6);
     const key = list.map((x) => x[0]).join('|');
     if (key !== legendKey) {
@@ -211,18 +223,34 @@ function chart(title, series, unit) {
   };
   return el;
 }
+// A resize lays the charts out again at once, not at the next tick.
+let resizing = 0;
+window.addEventListener('resize', () => {
+  if (resizing) return;
+  resizing = requestAnimationFrame(() => {
+    resizing = 0;
+    for (const c of $view().querySelectorAll('.chart')) if (c.update) c.update();
+  });
+});
 
 // table builds <table> once; set(rows) replaces its body. cols: [label, cls?]
 function table(cols, attrs) {
   const tbody = h('tbody');
   const t = h('table', attrs, h('thead', null, h('tr', null, cols.map(([label, cls]) => h('th', { class: cls, scope: 'col' }, label)))), tbody);
   const wrap = h('div', { class: 'scroll' }, t);
+  // set replaces only the cells that changed, so a link or a button that
+  // has the keyboard focus keeps it across refreshes.
   wrap.set = (rows, empty) => {
-    if (rows.length === 0) {
-      tbody.replaceChildren(h('tr', null, h('td', { colspan: cols.length, class: 'muted' }, empty || 'none')));
-      return;
-    }
-    tbody.replaceChildren(...rows.map((r) => h('tr', null, r.map((c, i) => h('td', { class: cols[i][1] }, c)))));
+    const want = rows.length === 0 ? [h('tr', null, h('td', { colspan: cols.length, class: 'muted' }, empty || 'none'))]
+      : rows.map((r) => h('tr', null, r.map((c, i) => h('td', { class: cols[i][1] }, c))));
+    want.forEach((tr, i) => {
+      const old = tbody.rows[i];
+      if (!old) { tbody.append(tr); return; }
+      const oc = [...old.cells], nc = [...tr.cells];
+      if (oc.length !== nc.length) { old.replaceWith(tr); return; }
+      for (let j = 0; j < nc.length; j++) if (oc[j].outerHTML !== nc[j].outerHTML) oc[j].replaceWith(nc[j]);
+    });
+    while (tbody.rows.length > want.length) tbody.lastElementChild.remove();
   };
   return wrap;
 }
@@ -671,6 +699,12 @@ views.bucket = () => {
 
 function showLogin(why) {
   stopTick();
+  // Several calls refused at once show one form, and keep what is typed.
+  const shown = document.querySelector('#login');
+  if (shown && current === null) {
+    shown.parentElement.querySelector('p').textContent = why;
+    return;
+  }
   const input = h('input', { id: 'token', type: 'password', autocomplete: 'current-password', placeholder: 'tw_…', 'aria-label': 'token' });
   const el = h('section', { class: 'login' }, h('h1', null, 'Sign in'), h('p', null, why),
     h('p', { class: 'muted' }, 'Paste a token made with `twoway token create --principal User:NAME`. It is kept in this browser and sent as a bearer token with every call.'),
